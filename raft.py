@@ -1,0 +1,946 @@
+"""RAFT: Run Away From your Teacher, and the BYOL variants it studies, in one file.
+
+Paper: "Run Away From your Teacher: a New Self-Supervised Approach Solving the Puzzle of
+BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; search for
+"eq. 8" to find the RAFT loss.
+
+    python raft.py --loss raft --predictor mlp              # Table 1, RAFT row (300 epochs)
+    python raft.py --loss byol --predictor none             # BYOL-NP: the collapse of Sec. 3
+    python raft.py --epochs 0                               # Rand-Baseline
+    bash run_all.sh                                         # Tables 1 and 3, 3 seeds per row
+
+Sections, in the paper's order: configuration; data and augmentation (App. C); networks
+(App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark); mean teacher (eq. 4); training
+(Algorithm 1); linear evaluation (App. C); benchmark; tables; main.
+"""
+
+import argparse
+import copy
+import glob
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+
+# -----------------------------------------------------------------------------
+# Configuration (defaults: the paper's Appendix C)
+
+
+def fail(message):
+    """A user mistake or a failed run: one line on stderr, exit status 2, no traceback."""
+    raise SystemExit(f"raft.py: error: {message}")
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description="RAFT / BYOL / BYOL' on CIFAR-10 (see README.md).")
+    p.error = fail  # one line, not argparse's usage block
+
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", default="data", help="CIFAR-10 is downloaded here when missing; or a folder with train/ and test/ in ImageFolder layout")
+    g.add_argument("--train-subset", type=int, default=0, help="train (and fit the linear probe) on the first N training images; 0: all")
+    g.add_argument("--image-size", type=int, default=96, help="views are cropped and resized to this size (paper: 32 -> 96)")
+    g.add_argument("--blur", type=float, default=0.0, help="probability of Gaussian blur (off in the paper's CIFAR setup)")
+    g.add_argument("--solarize", type=float, default=0.0, help="probability of solarisation (off in the paper's CIFAR setup)")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--encoder", choices=["resnet18", "small"], default="resnet18", help="f_θ's backbone: ResNet18 (paper) or a 4-layer CNN for quick CPU runs and tests")
+    g.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet", help="ResNet18 stem: 7x7/2 + max-pool (paper, 96 px) or 3x3/1 without max-pool (32 px runs)")
+    g.add_argument("--predictor", choices=["mlp", "linear", "linear-identity", "none"], default="mlp", help="q_w: MLP, LP (W), LPI (W initialised to I), NP (identity)")
+    g.add_argument("--mirror-init", action="store_true", help="negate q_w's last layer after initialisation (NOTES.md fact 1: BYOL' and RAFT then mirror each other)")
+
+    g = p.add_argument_group("loss")
+    g.add_argument("--loss", choices=["byol", "byol-prime", "raft"], default="raft", help="eq. 3 (BYOL), eq. 6 (BYOL': α L_align + β L_cross-model) or eq. 8 (RAFT: α L_align - β L_cross-model)")
+    g.add_argument("--alpha", type=float, default=1.0, help="α, weight of L_align (eqs. 6, 8); paper: 1")
+    g.add_argument("--beta", type=float, default=1.0, help="β > 0, weight of L_cross-model (eqs. 6, 8); RAFT subtracts it; paper: 1")
+    g.add_argument("--tangent", action="store_true", help="Tan variant (Sec. 5 remark): ||ẑ' - λẑ||²/λ with λ = sg(<ẑ, ẑ'>) in the teacher terms")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=300, help="training epochs (paper: 300); 0 evaluates the random network (Rand-Baseline)")
+    g.add_argument("--batch-size", type=int, default=128, help="images per step, two views each (paper: 128)")
+    g.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
+    g.add_argument("--tau", type=float, default=0.996, help="τ of the mean teacher, eq. 4 (paper: EMA rate 4e-3, i.e. τ = 0.996)")
+    g.add_argument("--tau-schedule", choices=["constant", "cosine"], default="constant", help="constant τ (paper) or BYOL's cosine increase of τ to 1")
+
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--eval-epochs", type=int, default=100, help="epochs of the linear classifier (paper: 100)")
+    g.add_argument("--eval-lr", type=float, default=5e-4, help="Adam learning rate of the linear classifier (paper: 5e-4)")
+    g.add_argument("--knn-every", type=int, default=10, help="kNN accuracy monitor every N epochs (10k train, 2k test images); 0: off")
+
+    g = p.add_argument_group("system")
+    g.add_argument("--seed", type=int, default=0, help="fixes initialisation, batches and augmentations")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:1, cpu, ...")
+    g.add_argument("--out", default="raft-run.json", help="results file (JSON, written atomically); its checkpoint is OUT.ckpt")
+    g.add_argument("--resume", action="store_true", help="continue from OUT.ckpt when it exists")
+    g.add_argument("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+
+    g = p.add_argument_group("tools (instead of training)")
+    g.add_argument("--benchmark", action="store_true", help="measure augmentation and training-step speed, MFU and the time of a full run")
+    g.add_argument("--list-runs", action="store_true", help="print the runs behind Tables 1 and 3 (used by run_all.sh)")
+    g.add_argument("--tables", metavar="DIR", help="write DIR/table1.md, table3.md, mirror.md from DIR's results files")
+
+    args = p.parse_args(argv)
+    checks = [
+        (args.alpha >= 0, "--alpha must be >= 0"),
+        (args.beta > 0, "--beta must be > 0 (RAFT's sign is chosen by --loss raft)"),
+        (0 <= args.tau <= 1, "--tau must lie in [0, 1]"),
+        (args.epochs >= 0 and args.eval_epochs >= 0, "--epochs and --eval-epochs must be >= 0"),
+        (args.batch_size >= 2, "--batch-size must be >= 2 (L_uniform needs pairs)"),
+        (args.image_size >= 8, "--image-size must be >= 8"),
+        (args.lr > 0 and args.eval_lr > 0, "learning rates must be > 0"),
+        (0 <= args.blur <= 1 and 0 <= args.solarize <= 1, "--blur and --solarize are probabilities"),
+        (args.train_subset >= 0 and args.knn_every >= 0 and args.save_every >= 1, "--train-subset, --knn-every must be >= 0, --save-every >= 1"),
+        (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor (there is no last layer to negate)"),
+        (not (args.encoder == "small" and args.stem != "imagenet"), "--stem applies to ResNet18 only"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            fail(message)
+    try:
+        args.device = str(torch.device(args.device))
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as e:
+        fail(f"device {args.device!r} is not usable: {str(e).splitlines()[0]}")
+    if args.amp is None:
+        args.amp = args.device.startswith("cuda")
+    return args
+
+
+# -----------------------------------------------------------------------------
+# Data: the whole dataset lives on the device as one uint8 tensor (N, 3, H, W)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train/ and test/ "
+                   "in ImageFolder layout (e.g. tar -xzf cifar10-jpeg.tar.gz -C data; --data-dir data/cifar10)")
+
+
+def load_image_folder(root):
+    """root/{train,test}/<class>/<image>; returns {split: (uint8 (N,3,H,W), int64 (N,))}."""
+    classes = sorted(e.name for e in os.scandir(os.path.join(root, "train")) if e.is_dir())
+    if not classes:
+        fail(f"{root}/train has no class folders (expected {root}/train/<class>/<image>)")
+    data = {}
+    for split in ("train", "test"):
+        if not os.path.isdir(os.path.join(root, split)):
+            fail(f"{root} has train/ but no {split}/ folder (expected ImageFolder layout: {root}/{{train,test}}/<class>/<image>)")
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            found = sorted(glob.glob(os.path.join(root, split, name, "*")))
+            found = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS)]
+            if not found:
+                fail(f"{root}/{split}/{name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files += found
+            labels += [label] * len(found)
+        images = [Image.open(f).convert("RGB") for f in files]
+        size = images[0].size
+        arrays = [np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR)) for im in images]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+        y = torch.tensor(labels)
+        # folders are class-sorted: a fixed shuffle makes "the first N images" a balanced subset
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        data[split] = (x[order], y[order])
+    return data
+
+
+def load_cifar10(root):
+    """CIFAR-10 through torchvision, downloaded into root when missing."""
+    data = {}
+    for split in ("train", "test"):
+        try:
+            ds = torchvision.datasets.CIFAR10(root, train=split == "train", download=True)
+        except Exception as e:  # no network, a bad archive, an unwritable folder
+            fail(f"no CIFAR-10 in {root!r} and the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {LOCAL_COPY_HINT}")
+        data[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets))
+    return data
+
+
+def load_data(args):
+    root = args.data_dir
+    if os.path.isdir(os.path.join(root, "train")) or os.path.isdir(os.path.join(root, "test")):
+        data = load_image_folder(root)
+    elif os.path.isfile(root):
+        fail(f"--data-dir {root!r} is a file, not a folder; {LOCAL_COPY_HINT}")
+    else:
+        data = load_cifar10(root)
+    if args.train_subset:
+        if args.train_subset < args.batch_size:
+            fail(f"--train-subset {args.train_subset} is smaller than --batch-size {args.batch_size}")
+        data["train"] = tuple(t[: args.train_subset] for t in data["train"])
+    if len(data["train"][1]) < args.batch_size:
+        fail(f"{len(data['train'][1])} training images are fewer than --batch-size {args.batch_size}")
+    return {k: (x.to(args.device), y.to(args.device)) for k, (x, y) in data.items()}
+
+
+# -----------------------------------------------------------------------------
+# Augmentation (App. C: the SimCLR / BYOL recipe), batched on the device.
+# Every image draws its own parameters: torchvision transforms applied to a batch tensor
+# would draw one crop and one colour jitter for the whole batch.
+
+
+def per_image(mask):
+    return mask.view(-1, 1, 1, 1)
+
+
+def crop_flip(x, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
+    """Random resized crop + horizontal flip as one affine resampling, per image."""
+    n = x.shape[0]
+    area = torch.empty(n, tries, device=x.device).uniform_(*scale)
+    log_r = torch.empty(n, tries, device=x.device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    w, h = (area * log_r.exp()).sqrt(), (area / log_r.exp()).sqrt()  # crop size as fractions of the image
+    fits = (w <= 1) & (h <= 1)
+    first = fits.int().argmax(1, keepdim=True)  # torchvision's rule: the first try that fits
+    w = torch.where(fits.any(1), w.gather(1, first).squeeze(1), 1.0)  # none fits: whole image
+    h = torch.where(fits.any(1), h.gather(1, first).squeeze(1), 1.0)
+    cx = (1 - w) * torch.rand(n, device=x.device) + w / 2
+    cy = (1 - h) * torch.rand(n, device=x.device) + h / 2
+    flip = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
+    zero = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w * flip, zero, 2 * cx - 1], 1),
+                         torch.stack([zero, h, 2 * cy - 1], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def gray(x):
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (N, 1, H, W)
+
+
+def rgb_to_hsv(x):
+    r, g, b = x.unbind(1)
+    v, _ = x.max(1)
+    delta = v - x.min(1).values
+    s = delta / v.clamp_min(1e-8)
+    d = delta.clamp_min(1e-8)
+    h = torch.where(v == r, (g - b) / d, torch.where(v == g, 2 + (b - r) / d, 4 + (r - g) / d))
+    h = torch.where(delta > 0, (h / 6) % 1, 0.0)
+    return h, s, v
+
+
+def hsv_to_rgb(h, s, v):
+    i = (h * 6).floor()
+    f = h * 6 - i
+    i = (i.long() % 6).unsqueeze(1)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    pick = lambda *vals: torch.stack(vals, 1).gather(1, i)  # the value for each pixel's hue sector
+    return torch.cat([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p), pick(p, p, t, v, v, q)], 1)
+
+
+def adjust_hue(x, shift):
+    h, s, v = rgb_to_hsv(x)
+    return hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1, s, v)
+
+
+JITTER = [  # torchvision's ColorJitter ops; factor (N,) per image, identity at (1, 1, 1, 0)
+    lambda x, f: x * per_image(f),                                                     # brightness
+    lambda x, f: per_image(f) * x + (1 - per_image(f)) * gray(x).mean((1, 2, 3), keepdim=True),  # contrast
+    lambda x, f: per_image(f) * x + (1 - per_image(f)) * gray(x),                     # saturation
+    adjust_hue,                                                                        # hue
+]
+
+
+def color_jitter(x, p=0.8, strength=(0.4, 0.4, 0.4, 0.1)):
+    """ColorJitter(0.4, 0.4, 0.4, 0.1) with probability p, ops in a random order per image."""
+    n = x.shape[0]
+    on = torch.rand(n, device=x.device) < p
+    factors = []
+    for j, s in enumerate(strength):
+        identity = 0.0 if j == 3 else 1.0
+        f = identity + s * (2 * torch.rand(n, device=x.device) - 1)
+        factors.append(torch.where(on, f, identity))
+    order = torch.rand(n, 4, device=x.device).argsort(1)  # a random permutation per image
+    for slot in range(4):
+        for j, op in enumerate(JITTER):
+            x = torch.where(per_image(order[:, slot] == j), op(x, factors[j]).clamp(0, 1), x)
+    return x
+
+
+def gaussian_blur(x, p):
+    """Gaussian blur, kernel 10% of the image, σ ~ U(0.1, 2) per image (BYOL); probability p."""
+    n, c, h, w = x.shape
+    k = 2 * (w // 20) + 1
+    sigma = torch.empty(n, device=x.device).uniform_(0.1, 2.0)
+    r = torch.arange(k, device=x.device) - k // 2
+    kernel = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, k)
+    y = x.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), kernel[:, None, :, None], groups=n * c)
+    return torch.where(per_image(torch.rand(n, device=x.device) < p), y.view(n, c, h, w), x)
+
+
+def augment(images, size, blur=0.0, solarize=0.0):
+    """One random view per image: uint8 (N, 3, H, W) -> float (N, 3, size, size) in [0, 1]."""
+    x = crop_flip(images.float() / 255, size)
+    x = color_jitter(x)
+    x = torch.where(per_image(torch.rand(len(x), device=x.device) < 0.2), gray(x).expand_as(x), x)
+    if blur:
+        x = gaussian_blur(x, blur)
+    if solarize:
+        x = torch.where(per_image(torch.rand(len(x), device=x.device) < solarize) & (x >= 0.5), 1 - x, x)
+    return x
+
+
+def normalize(x):
+    mean = torch.tensor(CIFAR_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def two_views(images, args):
+    """t1(x), t2(x): two independent augmentations of each image, normalised."""
+    return [normalize(augment(images, args.image_size, args.blur, args.solarize)) for _ in range(2)]
+
+
+# -----------------------------------------------------------------------------
+# Networks (App. C): encoder + projector = f_θ, predictor q_w, mean teacher f_ξ
+
+FEATURES, HIDDEN, PROJECTION = 512, 512, 128
+
+
+def resnet18(stem):
+    net = torchvision.models.resnet18()
+    if stem == "cifar":  # 32 px images: keep the resolution in the first layers
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    net.fc = nn.Identity()  # (N, 512)
+    return net
+
+
+def small_cnn():
+    """A small stand-in for ResNet18, for CPU tests and quick tries (same 512-d output)."""
+    layers, width = [], 3
+    for out, stride in [(32, 1), (64, 2), (128, 2), (FEATURES, 2)]:
+        layers += [nn.Conv2d(width, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        width = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (N, 512)
+
+
+def projector():
+    return nn.Sequential(
+        nn.Linear(FEATURES, HIDDEN, bias=False),  # no bias: followed by BN (NOTES.md fact 1, caveat)
+        nn.BatchNorm1d(HIDDEN),
+        nn.ReLU(inplace=True),
+        nn.Linear(HIDDEN, PROJECTION),
+    )
+
+
+def predictor(kind):
+    if kind == "mlp":  # App. C: the projector's shape without BatchNorm
+        return nn.Sequential(nn.Linear(PROJECTION, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, PROJECTION))
+    if kind == "none":  # NP: q_w = I
+        return nn.Identity()
+    w = nn.Linear(PROJECTION, PROJECTION, bias=False)  # LP: q_w(z) = W z
+    if kind == "linear-identity":  # LPI: W starts at the collapse solution I (Sec. 3, Fig. 4)
+        nn.init.eye_(w.weight)
+    return w
+
+
+def mirror_predictor(q):
+    """Negate q_w's last linear layer: q̃(z) = -q(z), so ẑ -> -ẑ (NOTES.md fact 1)."""
+    last = [m for m in q.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        for param in last.parameters():
+            param.neg_()
+
+
+def build_model(args):
+    encoder = resnet18(args.stem) if args.encoder == "resnet18" else small_cnn()
+    model = nn.ModuleDict(dict(encoder=encoder, projector=projector(), predictor=predictor(args.predictor)))
+    if args.mirror_init:
+        mirror_predictor(model.predictor)
+    return model
+
+
+def build_teacher(model):
+    """f_ξ: a copy of encoder + projector that only ever moves by eq. 4, never by gradients."""
+    teacher = copy.deepcopy(nn.ModuleDict(dict(encoder=model.encoder, projector=model.projector)))
+    return teacher.requires_grad_(False)
+
+
+# -----------------------------------------------------------------------------
+# Losses. Inputs are un-normalised (N, D) tensors; each loss l2-normalises inside (Sec. 2.1)
+# and returns the batch mean.
+
+
+def sq_dist(z, z_teacher, tangent=False):
+    """||ẑ - ẑ'||² per row; tangent: ||ẑ' - λẑ||²/λ with λ = sg(<ẑ, ẑ'>) (Sec. 5 remark)."""
+    z, z_teacher = F.normalize(z.float(), dim=-1), F.normalize(z_teacher.float(), dim=-1)
+    if not tangent:
+        return (z - z_teacher).pow(2).sum(-1)
+    lam = (z * z_teacher).sum(-1, keepdim=True).detach()
+    return ((z_teacher - lam * z).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
+
+
+def align_loss(a, b):
+    """eq. 1: L_align = E ||f̂(x1) - f̂(x2)||² over positive pairs."""
+    return sq_dist(a, b).mean()
+
+
+def uniform_loss(z, t=2.0):
+    """eq. 2: L_uniform = log E exp(-t ||f̂(x) - f̂(y)||²) over pairs of different rows."""
+    z = F.normalize(z.float(), dim=-1)
+    return torch.pdist(z).pow(2).mul(-t).exp().mean().log()
+
+
+def cross_model_loss(p1, p2, t1, t2, tangent=False):
+    """eq. 5, symmetrised as in Sec. 4.1: each view's prediction against the teacher on the SAME view."""
+    return 0.5 * (sq_dist(p1, t1, tangent).mean() + sq_dist(p2, t2, tangent).mean())
+
+
+def byol_loss(p1, p2, t1, t2, tangent=False):
+    """eq. 3, symmetrised: each view's prediction against the teacher on the OTHER view."""
+    return 0.5 * (sq_dist(p1, t2, tangent).mean() + sq_dist(p2, t1, tangent).mean())
+
+
+def objective(p1, p2, t1, t2, args):
+    """The training loss selected by --loss."""
+    if args.loss == "byol":
+        return byol_loss(p1, p2, t1, t2, args.tangent)  # eq. 3
+    align = align_loss(p1, p2)
+    cross_model = cross_model_loss(p1, p2, t1, t2, args.tangent)
+    if args.loss == "byol-prime":
+        return args.alpha * align + args.beta * cross_model  # eq. 6 (= eq. 9): run towards the teacher
+    return args.alpha * align - args.beta * cross_model  # eq. 8 (= eq. 10): run away from the teacher
+
+
+# -----------------------------------------------------------------------------
+# Mean teacher (eq. 4)
+
+
+def tau_at(step, total_steps, args):
+    """τ_k of Algorithm 1: constant (paper), or BYOL's 1 - (1 - τ)(cos(πk/K) + 1)/2."""
+    if args.tau_schedule == "constant":
+        return args.tau
+    return 1 - (1 - args.tau) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
+
+
+@torch.no_grad()
+def ema_update(teacher, model, tau):
+    """eq. 4: ξ <- τ ξ + (1 - τ) θ, as one fused multi-tensor lerp."""
+    xi = list(teacher.parameters())
+    theta = list(model.encoder.parameters()) + list(model.projector.parameters())
+    torch._foreach_lerp_(xi, theta, 1 - tau)
+
+
+# -----------------------------------------------------------------------------
+# Training (Algorithm 1)
+
+
+def forward(model, teacher, x):
+    """x: (2N, 3, S, S), both views stacked. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (2N, 128)."""
+    z = model.projector(model.encoder(x))
+    p = model.predictor(z)
+    with torch.no_grad():  # the teacher runs in train mode (batch statistics), as BYOL's target
+        t = teacher.projector(teacher.encoder(x))
+    return p, z, t
+
+
+def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
+    """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns (loss, align, uniform) on the device."""
+    n = len(v1)
+    x = torch.cat([v1, v2])  # (2N, 3, S, S)
+    if x.is_cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
+        p, z, t = fwd(model, teacher, x)
+    p1, p2, t1, t2 = *p.float().split(n), *t.float().split(n)
+    loss = objective(p1, p2, t1, t2, args)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    ema_update(teacher, model, tau)
+    with torch.no_grad():  # the table metrics: L_align(q∘f_θ), L_uniform(f_θ)
+        return torch.stack([loss.detach(), align_loss(p1, p2), uniform_loss(z[:n])])
+
+
+@torch.no_grad()
+def measure_step(model, teacher, v1, v2, args):
+    """The metrics of train_step without an update (Rand-Baseline, --epochs 0)."""
+    n = len(v1)
+    with torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp):
+        p, z, t = forward(model, teacher, torch.cat([v1, v2]))
+    p1, p2, t1, t2 = *p.float().split(n), *t.float().split(n)
+    return torch.stack([objective(p1, p2, t1, t2, args), align_loss(p1, p2), uniform_loss(z[:n])])
+
+
+def make_optimizer(model, args):
+    return torch.optim.Adam(model.parameters(), lr=args.lr, fused=args.device.startswith("cuda"))
+
+
+def config_of(args):
+    """The flags that determine a run's result (what a resumed run must share)."""
+    ignore = {"resume", "device", "save_every", "out", "benchmark", "list_runs", "tables"}
+    return {k: v for k, v in vars(args).items() if k not in ignore}
+
+
+def save_atomically(obj, path, save=torch.save):
+    tmp = f"{path}.tmp{os.getpid()}"
+    save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(state, path):
+    save_atomically(state, path)
+
+
+def rng_state():
+    return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def log_row(row, header=False):
+    cols = ["epoch", "loss", "align", "uniform", "knn_acc", "images_per_s", "seconds", "eta_s"]
+    if header:
+        print(" ".join(f"{c:>12}" for c in cols))
+    cells = []
+    for c in cols:
+        v = row.get(c)
+        cells.append(f"{'':>12}" if v is None else f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}")
+    print(" ".join(cells), flush=True)
+
+
+def train(model, teacher, data, args):
+    """Algorithm 1 for args.epochs epochs; resumable from OUT.ckpt. Returns the per-epoch history."""
+    images = data["train"][0]
+    opt = make_optimizer(model, args)
+    fwd = torch.compile(forward) if args.compile else forward
+    ckpt_path = args.out + ".ckpt"
+    start, history, seconds = 0, [], 0.0
+    if args.resume and os.path.exists(ckpt_path):
+        ckpt = torch.load(ckpt_path, map_location=args.device, weights_only=False)
+        if ckpt["config"] != config_of(args):
+            diff = sorted(k for k in config_of(args) if ckpt["config"].get(k) != config_of(args)[k])
+            fail(f"{ckpt_path} was made with other settings ({', '.join('--' + k.replace('_', '-') for k in diff)}); remove it or use another --out")
+        model.load_state_dict(ckpt["model"])
+        teacher.load_state_dict(ckpt["teacher"])
+        opt.load_state_dict(ckpt["opt"])
+        set_rng_state(ckpt["rng"])
+        start, history, seconds = ckpt["epoch"], ckpt["history"], ckpt["seconds"]
+        print(f"resumed from {ckpt_path} at epoch {start}")
+
+    steps = len(images) // args.batch_size  # the last partial batch is dropped
+    total_steps = max(args.epochs, 1) * steps
+    for epoch in range(start, max(args.epochs, 1)):  # --epochs 0: one measuring pass, no updates
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(images), device=images.device)
+        sums = torch.zeros(3, device=images.device)
+        for i in range(steps):
+            v1, v2 = two_views(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], args)
+            if args.epochs == 0:
+                sums += measure_step(model, teacher, v1, v2, args)
+            else:
+                sums += train_step(model, teacher, opt, v1, v2, args, tau_at(epoch * steps + i, total_steps, args), fwd)
+        loss, align, uniform = (sums / steps).tolist()  # the one host sync per epoch
+        dt = time.perf_counter() - t0
+        seconds += dt
+        if not all(map(math.isfinite, (loss, align, uniform))):
+            fail(f"the loss became {loss} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
+        row = dict(epoch=epoch + 1, loss=loss, align=align, uniform=uniform,
+                   images_per_s=steps * args.batch_size / dt, seconds=seconds,
+                   eta_s=seconds / (epoch + 1 - start) * (args.epochs - epoch - 1) if args.epochs else 0.0)
+        if args.knn_every and (epoch + 1) % args.knn_every == 0:
+            row["knn_acc"] = knn_accuracy(model.encoder, data, args)
+        history.append(row)
+        log_row(row, header=epoch == start)
+        if args.epochs and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
+            save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
+                                 rng=rng_state(), epoch=epoch + 1, history=history, seconds=seconds,
+                                 config=config_of(args)), ckpt_path)
+    return history, seconds
+
+
+# -----------------------------------------------------------------------------
+# Linear evaluation (App. C): frozen encoder, un-augmented images, linear classifier
+
+EVAL_BATCH = 256  # the paper leaves it open
+
+
+@torch.no_grad()
+def features(encoder, images, args):
+    """Frozen encoder features (N, 512) of un-augmented images resized to --image-size."""
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    for chunk in images.split(512):
+        x = normalize(F.interpolate(chunk.float() / 255, size=args.image_size, mode="bilinear", align_corners=False))
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
+            out.append(encoder(x).float())
+    encoder.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_accuracy(encoder, data, args, k=20, temperature=0.07):
+    """A cheap monitor: weighted kNN on normalised features, 10k train images vs 2k test images."""
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    bank = F.normalize(features(encoder, xtr[:10000], args), dim=1)
+    query = F.normalize(features(encoder, xte[:2000], args), dim=1)
+    sim, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # (Q, k)
+    votes = torch.zeros(len(query), int(ytr.max()) + 1, device=bank.device)
+    votes.scatter_add_(1, ytr[idx], (sim / temperature).exp())
+    return (votes.argmax(1) == yte[:2000]).float().mean().item() * 100
+
+
+def linear_eval(encoder, data, args):
+    """Test accuracy (%) of a linear classifier trained with Adam on frozen features."""
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    ftr, fte = features(encoder, xtr, args), features(encoder, xte, args)
+    classes = int(max(ytr.max(), yte.max())) + 1
+    clf = nn.Linear(ftr.shape[1], classes).to(ftr.device)
+    opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
+    for _ in range(args.eval_epochs):
+        for idx in torch.randperm(len(ftr), device=ftr.device).split(EVAL_BATCH):
+            loss = F.cross_entropy(clf(ftr[idx]), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return (clf(fte).argmax(1) == yte).float().mean().item() * 100
+
+
+# -----------------------------------------------------------------------------
+# Benchmark (--benchmark): augmentation and training-step speed, MFU, time of a full run
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0, "4090": 165.0}
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, reps):
+    fn()  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def per_image_pipeline(size):
+    """What other BYOL code runs: torchvision transforms on each PIL image in DataLoader workers."""
+    import torchvision.transforms as T
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
+        T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+
+def two_view_collate(batch, transform):
+    return [torch.stack([transform(im) for im in batch]) for _ in range(2)]
+
+
+def peak_flops(args):
+    """(FLOP/s, what it is): datasheet dense bf16 for known GPUs, else a measured matmul."""
+    if args.device.startswith("cuda"):
+        name = torch.cuda.get_device_name(args.device)
+        for key, tflops in PEAK_BF16_TFLOPS.items():
+            if key in name:
+                return tflops * 1e12, f"{name} datasheet dense bf16, {tflops:.0f} TFLOP/s"
+    dtype = torch.bfloat16 if args.amp else torch.float32
+    a = torch.randn(2048, 2048, device=args.device, dtype=dtype)
+    s = timed(lambda: a @ a, args.device, 5)
+    return 2 * 2048 ** 3 / s, f"measured {str(dtype)[6:]} 2048² matmul on {args.device}, {2 * 2048 ** 3 / s / 1e12:.2f} TFLOP/s"
+
+
+def benchmark(args):
+    import functools
+    from torch.utils.flop_counter import FlopCounterMode
+    cuda = args.device.startswith("cuda")
+    torch.manual_seed(args.seed)
+    n_images, reps = (8192, 20) if cuda else (512, 2)
+    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8)  # speed does not depend on content
+    b = args.batch_size
+    rows = {}
+
+    gpu_images = images.to(args.device)
+    batch = lambda: gpu_images[torch.randint(0, n_images, (b,), device=args.device)]
+    s = timed(lambda: two_views(batch(), args), args.device, reps)
+    rows["augment_batched_images_per_s"] = b / s
+    workers = min(8, os.cpu_count() or 1)
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[: (8 * b if cuda else 2 * b)]]
+    loader = torch.utils.data.DataLoader(pil, batch_size=b, num_workers=workers, persistent_workers=True,
+                                         collate_fn=functools.partial(two_view_collate, transform=per_image_pipeline(args.image_size)))
+    next(iter(loader))  # start the workers
+    t0 = time.perf_counter()
+    count = sum(len(v1) for v1, _ in loader)
+    rows["augment_per_image_images_per_s"] = count / (time.perf_counter() - t0)
+    rows["augment_speedup"] = rows["augment_batched_images_per_s"] / rows["augment_per_image_images_per_s"]
+
+    model = build_model(args).to(args.device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    teacher = build_teacher(model)
+    opt = make_optimizer(model, args)
+    v1, v2 = two_views(batch(), args)
+    with FlopCounterMode(display=False) as counter:
+        train_step(model, teacher, opt, v1, v2, args, args.tau)
+    rows["gflop_per_image"] = counter.get_total_flops() / b / 1e9
+    peak, rows["peak"] = peak_flops(args)
+    variants = [("eager", forward)] + ([("compiled", torch.compile(forward))] if args.compile else [])
+    for name, fwd in variants:
+        t0 = time.perf_counter()
+        train_step(model, teacher, opt, v1, v2, args, args.tau, fwd)  # compiles, when compiled
+        sync(args.device)
+        rows[f"{name}_first_step_s"] = time.perf_counter() - t0
+        s = timed(lambda: train_step(model, teacher, opt, *two_views(batch(), args), args, args.tau, fwd), args.device, reps)
+        rows[f"{name}_step_images_per_s"] = b / s
+        rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * b / s / peak
+    best = max(rows[f"{name}_step_images_per_s"] for name, _ in variants)
+
+    n_train, n_test = 50000, 10000  # CIFAR-10
+    s = timed(lambda: features(model.encoder, batch(), args), args.device, reps)
+    rows["eval_features_s"] = s / b * (n_train + n_test)
+    feats, labels = torch.randn(n_train, FEATURES, device=args.device), torch.randint(0, 10, (n_train,), device=args.device)
+    clf = nn.Linear(FEATURES, 10).to(args.device)
+    clf_opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
+
+    def clf_steps(k=20):
+        for idx in torch.randperm(n_train, device=args.device)[: k * EVAL_BATCH].split(EVAL_BATCH):
+            loss = F.cross_entropy(clf(feats[idx]), labels[idx])
+            clf_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clf_opt.step()
+    rows["eval_classifier_s"] = timed(clf_steps, args.device, reps) / 20 * math.ceil(n_train / EVAL_BATCH) * args.eval_epochs
+    rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows["eval_features_s"] + rows["eval_classifier_s"]) / 60
+
+    setup = f"{args.image_size} px, batch {b}, {args.encoder}/{args.stem}, amp={args.amp}, {describe_device(args.device)}"
+    print(f"benchmark: {setup}")
+    for k, v in rows.items():
+        print(f"  {k:<32} {v if isinstance(v, str) else f'{v:,.3f}'}")
+    if args.out:
+        save_atomically(dict(config=vars(args), versions=versions(), device=describe_device(args.device), benchmark=rows),
+                        args.out, save=write_json)
+
+
+# -----------------------------------------------------------------------------
+# Tables 1 and 3 (run_all.sh runs what --list-runs prints, then --tables aggregates)
+
+RUNS = {  # run name -> flags
+    "rand": "--epochs 0 --predictor linear",
+    **{f"{short}-{pred}": f"--loss {loss} --predictor {flag}"
+       for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]
+       for pred, flag in [("mlp", "mlp"), ("lp", "linear"), ("np", "none")]},
+    **{f"tan{short}-lp": f"--loss {loss} --predictor linear --tangent"
+       for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]},
+    "byol-lpi": "--loss byol --predictor linear-identity",
+    **{f"raft-{pred}-b{b}": f"--loss raft --predictor {flag} --beta {b}"
+       for pred, flag, betas in [("mlp", "mlp", ["0.1", "10"]), ("lp", "linear", ["0.1", "10"]), ("np", "none", ["10", "100"])]
+       for b in betas},
+    **{f"byolp-np-b{b}": f"--loss byol-prime --predictor none --beta {b}" for b in ["10", "100"]},
+    "raft-mlp-mirror": "--loss raft --predictor mlp --mirror-init",
+    "raft-lp-mirror": "--loss raft --predictor linear --mirror-init",
+}
+
+# (label, q_w, α, β, run name, paper: linear accuracy %, L_align, L_uniform); β < 0 is RAFT, as Table 3 writes it
+TABLE1 = [
+    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 78.09e-4, -0.51),
+    ("BYOL", "MLP", "", "", "byol-mlp", "64.32 ± 0.89", 25.03e-4, -2.22),
+    ("BYOL'", "MLP", 1, 1, "byolp-mlp", "69.21 ± 1.01", 22.09e-4, -2.07),
+    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 18.90e-4, -2.04),
+    ("BYOL-LP", "W", "", "", "byol-lp", "67.64 ± 0.90", 7.71e-4, -2.16),
+    ("BYOL'-LP", "W", 1, 1, "byolp-lp", "68.61 ± 0.73", 7.32e-4, -2.19),
+    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.23),
+    ("BYOL-NP", "I", "", "", "byol-np", "20.92 ± 1.29", 1.94e-10, -0.14),
+    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.10),
+    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 16.07e-4, -0.006),
+    ("TanBYOL-LP", "W", "", "", "tanbyol-lp", "67.63 ± 1.27", 7.83e-4, -1.92),
+    ("TanBYOL'-LP", "W", 1, 1, "tanbyolp-lp", "67.66 ± 0.76", 7.52e-4, -2.19),
+    ("TanRAFT-LP", "W", 1, -1, "tanraft-lp", "69.31 ± 0.87", 7.61e-4, -2.13),
+    ("BYOL-LPI (Fig. 4)", "W = I at init", "", "", "byol-lpi", None, None, None),
+]
+TABLE3 = [
+    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 7.81e-3, -0.51),
+    ("RAFT", "MLP", 1, -0.1, "raft-mlp-b0.1", "65.53 ± 0.99", 8.37e-5, -2.00),
+    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 1.89e-3, -2.04),
+    ("RAFT", "MLP", 1, -10, "raft-mlp-b10", "25.88 ± 0.42", 1.00e-2, -0.29),
+    ("RAFT-LP", "W", 1, -0.1, "raft-lp-b0.1", "52.57 ± 2.72", 8.22e-6, -1.61),
+    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.25),
+    ("RAFT-LP", "W", 1, -10, "raft-lp-b10", "66.10 ± 0.82", 3.70e-4, -2.15),
+    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 1.61e-3, -0.01),
+    ("RAFT-NP", "I", 1, -10, "raft-np-b10", "32.13 ± 0.52", 1.54e-2, -0.99),
+    ("RAFT-NP", "I", 1, -100, "raft-np-b100", "29.36 ± 0.53", 1.56e-2, -1.29),
+    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.12),
+    ("BYOL'-NP", "I", 1, 10, "byolp-np-b10", "24.42 ± 1.14", 2.38e-10, -0.88),
+    ("BYOL'-NP", "I", 1, 100, "byolp-np-b100", "37.48 ± 2.06", 4.55e-8, -1.14),
+]
+MIRROR = [("MLP", "byolp-mlp", "raft-mlp-mirror"), ("LP", "byolp-lp", "raft-lp-mirror")]
+
+
+def load_results(results_dir):
+    """{run name: [results of each seed]} from files named <run>-s<seed>.json."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*-s*.json"))):
+        name = os.path.basename(path).rsplit("-s", 1)[0]
+        with open(path) as f:
+            runs.setdefault(name, []).append(json.load(f))
+    return runs
+
+
+def mean_std(values, fmt="{:.2f}"):
+    v = torch.tensor(values, dtype=torch.float64)
+    std = v.std().item() if len(v) > 1 else 0.0
+    return f"{fmt.format(v.mean().item())} ± {fmt.format(std)}"
+
+
+def table_markdown(title, rows, runs):
+    lines = [f"## {title}", "",
+             "| model | q_w | α | β | seeds | epochs | linear acc. % (ours) | (paper) | L_align (ours) | (paper) | L_uniform (ours) | (paper) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, q, a, b, name, acc, align, uniform in rows:
+        res = runs.get(name, [])
+        paper = [acc or "-", "-" if align is None else f"{align:.2e}", "-" if uniform is None else f"{uniform:g}"]
+        if res:
+            epochs = ", ".join(sorted({str(r["config"]["epochs"]) for r in res}))
+            ours = [mean_std([r["linear_acc"] for r in res]), mean_std([r["align"] for r in res], "{:.2e}"),
+                    mean_std([r["uniform"] for r in res])]
+            seeds = str(len(res))
+        else:
+            epochs, seeds, ours = "-", "0", ["missing"] * 3
+        lines.append(f"| {label} | {q} | {a} | {b} | {seeds} | {epochs} | {ours[0]} | {paper[0]} | {ours[1]} | {paper[1]} | {ours[2]} | {paper[2]} |")
+    return "\n".join(lines) + "\n"
+
+
+def mirror_markdown(runs):
+    lines = ["## BYOL' vs RAFT from mirrored initialisations (same seed; NOTES.md fact 1)", "",
+             "| q_w | seed | acc. BYOL' | acc. RAFT (mirror) | L_align BYOL' | L_align RAFT | L_uniform BYOL' | L_uniform RAFT | max per-epoch abs diff of L_align |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for q, plain, mirrored in MIRROR:
+        by_seed = {r["config"]["seed"]: r for r in runs.get(mirrored, [])}
+        pairs = [(r, by_seed.get(r["config"]["seed"])) for r in runs.get(plain, [])]
+        for a, b in [p for p in pairs if p[1] is not None] or [(None, None)]:
+            if a is None:
+                lines.append(f"| {q} | - | missing | missing | missing | missing | missing | missing | missing |")
+                continue
+            gap = max(abs(x["align"] - y["align"]) for x, y in zip(a["history"], b["history"]))
+            lines.append(f"| {q} | {a['config']['seed']} | {a['linear_acc']:.2f} | {b['linear_acc']:.2f} | {a['align']:.3e} | {b['align']:.3e} "
+                         f"| {a['uniform']:.3f} | {b['uniform']:.3f} | {gap:.2e} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_figures(runs, results_dir):
+    """Figures 4 and 5 (first seed of each run), when matplotlib is installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figures = {"figure4.png": ["byol-mlp", "byol-lp", "byol-np", "byol-lpi"],
+               "figure5.png": ["byolp-np", "byolp-np-b10", "byolp-np-b100", "raft-np", "raft-np-b10", "raft-np-b100",
+                               "raft-lp-b0.1", "raft-lp", "raft-lp-b10"]}
+    for filename, names in figures.items():
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        for name in names:
+            if name not in runs:
+                continue
+            h = runs[name][0]["history"]
+            axes[0].plot([r["epoch"] for r in h], [r["align"] for r in h], label=name)
+            axes[1].plot([r["epoch"] for r in h], [r["uniform"] for r in h], label=name)
+            knn = [r for r in h if "knn_acc" in r]
+            axes[2].plot([r["epoch"] for r in knn], [r["knn_acc"] for r in knn], label=name)
+        for ax, title in zip(axes, ["L_align(q∘f_θ)", "L_uniform(f_θ)", "kNN accuracy %"]):
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+        axes[0].set_yscale("log")
+        axes[2].legend(fontsize=7)
+        fig.savefig(os.path.join(results_dir, filename), dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+
+def write_tables(results_dir):
+    if not os.path.isdir(results_dir):
+        fail(f"--tables {results_dir!r}: no such folder")
+    runs = load_results(results_dir)
+    for filename, text in [("table1.md", table_markdown("Table 1", TABLE1, runs)),
+                           ("table3.md", table_markdown("Table 3 (α = 1; β < 0 is RAFT)", TABLE3, runs)),
+                           ("mirror.md", mirror_markdown(runs))]:
+        save_atomically(text, os.path.join(results_dir, filename), save=write_text)
+        print(text)
+    plot_figures(runs, results_dir)
+
+
+# -----------------------------------------------------------------------------
+# Main
+
+
+def versions():
+    return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__)
+
+
+def describe_device(device):
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def write_text(text, path):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def write_json(obj, path):
+    write_text(json.dumps(obj, indent=1), path)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if args.list_runs:
+        for name, flags in RUNS.items():
+            print(f"{name}\t{flags}")
+        return
+    if args.tables:
+        return write_tables(args.tables)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.benchmark:
+        return benchmark(args)
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+
+    torch.manual_seed(args.seed)
+    data = load_data(args)
+    model = build_model(args).to(args.device)
+    if args.device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    teacher = build_teacher(model)
+    print(f"{args.loss} / predictor {args.predictor}{' / tangent' if args.tangent else ''} on {describe_device(args.device)}: "
+          f"{len(data['train'][1])} training images, {args.epochs} epochs")
+
+    history, train_seconds = train(model, teacher, data, args)
+    last = history[-10:]  # the table metrics: mean of the last 10 epochs (Table 1 caption)
+    t0 = time.perf_counter()
+    acc = linear_eval(model.encoder, data, args)
+    eval_seconds = time.perf_counter() - t0
+    result = dict(config=vars(args), versions=versions(), device=describe_device(args.device), history=history,
+                  align=sum(r["align"] for r in last) / len(last), uniform=sum(r["uniform"] for r in last) / len(last),
+                  linear_acc=acc, seconds=dict(train=train_seconds, eval=eval_seconds))
+    save_atomically(result, args.out, save=write_json)
+    if os.path.exists(args.out + ".ckpt"):
+        os.remove(args.out + ".ckpt")  # the results file now holds everything the checkpoint was for
+    print(f"linear accuracy {acc:.2f}%  L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; s
 
     python raft.py --loss raft --predictor mlp              # Table 1, RAFT row (300 epochs)
     python raft.py --loss byol --predictor none             # BYOL-NP: the collapse of Sec. 3
-    python raft.py --epochs 0                               # Rand-Baseline
+    python raft.py --epochs 0 --predictor linear            # Rand-Baseline
     bash run_all.sh                                         # Tables 1 and 3, 3 seeds per row
 
 Sections, in the paper's order: configuration; data and augmentation (App. C); networks
@@ -16,6 +16,7 @@ Sections, in the paper's order: configuration; data and augmentation (App. C); n
 
 import argparse
 import copy
+import functools
 import glob
 import json
 import math
@@ -78,7 +79,7 @@ def get_args(argv=None):
     g = p.add_argument_group("system")
     g.add_argument("--seed", type=int, default=0, help="fixes initialisation, batches and augmentations")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:1, cpu, ...")
-    g.add_argument("--out", default="raft-run.json", help="results file (JSON, written atomically); its checkpoint is OUT.ckpt")
+    g.add_argument("--out", help="results file, JSON written atomically (default: raft-run.json; with --benchmark: none); its checkpoint is OUT.ckpt")
     g.add_argument("--resume", action="store_true", help="continue from OUT.ckpt when it exists")
     g.add_argument("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
@@ -113,6 +114,8 @@ def get_args(argv=None):
         fail(f"device {args.device!r} is not usable: {str(e).splitlines()[0]}")
     if args.amp is None:
         args.amp = args.device.startswith("cuda")
+    if args.out is None and not args.benchmark:
+        args.out = "raft-run.json"
     return args
 
 
@@ -214,7 +217,7 @@ def crop_flip(x, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
 
 
 def gray(x):
-    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (N, 1, H, W)
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (N, 1, H, W), torchvision's weights
 
 
 def rgb_to_hsv(x):
@@ -292,9 +295,13 @@ def augment(images, size, blur=0.0, solarize=0.0):
     return x
 
 
+@functools.cache
+def channel_stats(device):  # copied to the device once, not at every step
+    return torch.tensor(CIFAR_MEAN, device=device).view(1, 3, 1, 1), torch.tensor(CIFAR_STD, device=device).view(1, 3, 1, 1)
+
+
 def normalize(x):
-    mean = torch.tensor(CIFAR_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, device=x.device).view(1, 3, 1, 1)
+    mean, std = channel_stats(x.device)
     return (x - mean) / std
 
 
@@ -440,39 +447,36 @@ def ema_update(teacher, model, tau):
 
 def forward(model, teacher, x):
     """x: (2N, 3, S, S), both views stacked. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (2N, 128)."""
-    z = model.projector(model.encoder(x))
-    p = model.predictor(z)
+    h = model.encoder(x)
     with torch.no_grad():  # the teacher runs in train mode (batch statistics), as BYOL's target
-        t = teacher.projector(teacher.encoder(x))
+        h_teacher = teacher.encoder(x)
+    # projector and predictor in float32: collapsed runs reach L_align ~ 1e-10, far below bf16's resolution
+    with torch.autocast(x.device.type, enabled=False):
+        z = model.projector(h.float())
+        p = model.predictor(z)
+        with torch.no_grad():
+            t = teacher.projector(h_teacher.float())
     return p, z, t
 
 
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
-    """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns (loss, align, uniform) on the device."""
+    """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns (loss, align, uniform) on the device.
+    With opt=None it only measures: no gradient, no update (Rand-Baseline, --epochs 0)."""
     n = len(v1)
-    x = torch.cat([v1, v2])  # (2N, 3, S, S)
+    x = torch.cat([v1, v2])  # (2N, 3, S, S); one batch, so BatchNorm sees both views (the paper leaves this open)
     if x.is_cuda:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp), torch.set_grad_enabled(opt is not None):
         p, z, t = fwd(model, teacher, x)
-    p1, p2, t1, t2 = *p.float().split(n), *t.float().split(n)
+    p1, p2, t1, t2 = *p.split(n), *t.split(n)
     loss = objective(p1, p2, t1, t2, args)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    ema_update(teacher, model, tau)
-    with torch.no_grad():  # the table metrics: L_align(q∘f_θ), L_uniform(f_θ)
+    if opt is not None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema_update(teacher, model, tau)
+    with torch.no_grad():  # Table 1's metrics: L_align(q∘f_θ), L_uniform(f_θ) on the projector output
         return torch.stack([loss.detach(), align_loss(p1, p2), uniform_loss(z[:n])])
-
-
-@torch.no_grad()
-def measure_step(model, teacher, v1, v2, args):
-    """The metrics of train_step without an update (Rand-Baseline, --epochs 0)."""
-    n = len(v1)
-    with torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp):
-        p, z, t = forward(model, teacher, torch.cat([v1, v2]))
-    p1, p2, t1, t2 = *p.float().split(n), *t.float().split(n)
-    return torch.stack([objective(p1, p2, t1, t2, args), align_loss(p1, p2), uniform_loss(z[:n])])
 
 
 def make_optimizer(model, args):
@@ -481,7 +485,7 @@ def make_optimizer(model, args):
 
 def config_of(args):
     """The flags that determine a run's result (what a resumed run must share)."""
-    ignore = {"resume", "device", "save_every", "out", "benchmark", "list_runs", "tables"}
+    ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile", "benchmark", "list_runs", "tables"}
     return {k: v for k, v in vars(args).items() if k not in ignore}
 
 
@@ -524,7 +528,7 @@ def train(model, teacher, data, args):
     ckpt_path = args.out + ".ckpt"
     start, history, seconds = 0, [], 0.0
     if args.resume and os.path.exists(ckpt_path):
-        ckpt = torch.load(ckpt_path, map_location=args.device, weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
         if ckpt["config"] != config_of(args):
             diff = sorted(k for k in config_of(args) if ckpt["config"].get(k) != config_of(args)[k])
             fail(f"{ckpt_path} was made with other settings ({', '.join('--' + k.replace('_', '-') for k in diff)}); remove it or use another --out")
@@ -537,16 +541,15 @@ def train(model, teacher, data, args):
 
     steps = len(images) // args.batch_size  # the last partial batch is dropped
     total_steps = max(args.epochs, 1) * steps
+    session_start = time.perf_counter()
     for epoch in range(start, max(args.epochs, 1)):  # --epochs 0: one measuring pass, no updates
         t0 = time.perf_counter()
         perm = torch.randperm(len(images), device=images.device)
         sums = torch.zeros(3, device=images.device)
         for i in range(steps):
             v1, v2 = two_views(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], args)
-            if args.epochs == 0:
-                sums += measure_step(model, teacher, v1, v2, args)
-            else:
-                sums += train_step(model, teacher, opt, v1, v2, args, tau_at(epoch * steps + i, total_steps, args), fwd)
+            tau = tau_at(epoch * steps + i, total_steps, args)
+            sums += train_step(model, teacher, opt if args.epochs else None, v1, v2, args, tau, fwd)
         loss, align, uniform = (sums / steps).tolist()  # the one host sync per epoch
         dt = time.perf_counter() - t0
         seconds += dt
@@ -554,7 +557,7 @@ def train(model, teacher, data, args):
             fail(f"the loss became {loss} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
         row = dict(epoch=epoch + 1, loss=loss, align=align, uniform=uniform,
                    images_per_s=steps * args.batch_size / dt, seconds=seconds,
-                   eta_s=seconds / (epoch + 1 - start) * (args.epochs - epoch - 1) if args.epochs else 0.0)
+                   eta_s=(time.perf_counter() - session_start) / (epoch + 1 - start) * max(args.epochs - epoch - 1, 0))
         if args.knn_every and (epoch + 1) % args.knn_every == 0:
             row["knn_acc"] = knn_accuracy(model.encoder, data, args)
         history.append(row)
@@ -665,7 +668,6 @@ def peak_flops(args):
 
 
 def benchmark(args):
-    import functools
     from torch.utils.flop_counter import FlopCounterMode
     cuda = args.device.startswith("cuda")
     torch.manual_seed(args.seed)

@@ -37,7 +37,7 @@ from PIL import Image
 
 
 def fail(message):
-    """A user mistake or a failed run: one line on stderr, exit status 2, no traceback."""
+    """A user mistake or a failed run: one line on stderr, exit status 1, no traceback."""
     raise SystemExit(f"raft.py: error: {message}")
 
 
@@ -164,7 +164,9 @@ def load_cifar10(root):
         try:
             ds = torchvision.datasets.CIFAR10(root, train=split == "train", download=True)
         except Exception as e:  # no network, a bad archive, an unwritable folder
-            fail(f"no CIFAR-10 in {root!r} and the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {LOCAL_COPY_HINT}")
+            nearby = [os.path.dirname(d) for d in glob.glob(os.path.join(root, "*", "train"))]
+            hint = f"did you mean --data-dir {nearby[0]}?" if nearby else LOCAL_COPY_HINT
+            fail(f"no CIFAR-10 in {root!r} and the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {hint}")
         data[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets))
     return data
 
@@ -681,7 +683,7 @@ def benchmark(args):
     s = timed(lambda: two_views(batch(), args), args.device, reps)
     rows["augment_batched_images_per_s"] = b / s
     workers = min(8, os.cpu_count() or 1)
-    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[: (8 * b if cuda else 2 * b)]]
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[: (32 * b if cuda else 2 * b)]]
     loader = torch.utils.data.DataLoader(pil, batch_size=b, num_workers=workers, persistent_workers=True,
                                          collate_fn=functools.partial(two_view_collate, transform=per_image_pipeline(args.image_size)))
     next(iter(loader))  # start the workers

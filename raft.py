@@ -383,9 +383,14 @@ def build_teacher(model):
 # and returns the batch mean.
 
 
+def fp32_or_wider(x):
+    """bf16 (autocast) -> float32; float64 stays float64 (the mirror tests run in float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def sq_dist(z, z_teacher, tangent=False):
     """||ẑ - ẑ'||² per row; tangent: ||ẑ' - λẑ||²/λ with λ = sg(<ẑ, ẑ'>) (Sec. 5 remark)."""
-    z, z_teacher = F.normalize(z.float(), dim=-1), F.normalize(z_teacher.float(), dim=-1)
+    z, z_teacher = F.normalize(fp32_or_wider(z), dim=-1), F.normalize(fp32_or_wider(z_teacher), dim=-1)
     if not tangent:
         return (z - z_teacher).pow(2).sum(-1)
     lam = (z * z_teacher).sum(-1, keepdim=True).detach()
@@ -399,7 +404,7 @@ def align_loss(a, b):
 
 def uniform_loss(z, t=2.0):
     """eq. 2: L_uniform = log E exp(-t ||f̂(x) - f̂(y)||²) over pairs of different rows."""
-    z = F.normalize(z.float(), dim=-1)
+    z = F.normalize(fp32_or_wider(z), dim=-1)
     return torch.pdist(z).pow(2).mul(-t).exp().mean().log()
 
 
@@ -454,10 +459,10 @@ def forward(model, teacher, x):
         h_teacher = teacher.encoder(x)
     # projector and predictor in float32: collapsed runs reach L_align ~ 1e-10, far below bf16's resolution
     with torch.autocast(x.device.type, enabled=False):
-        z = model.projector(h.float())
+        z = model.projector(fp32_or_wider(h))
         p = model.predictor(z)
         with torch.no_grad():
-            t = teacher.projector(h_teacher.float())
+            t = teacher.projector(fp32_or_wider(h_teacher))
     return p, z, t
 
 

@@ -234,12 +234,8 @@ def rgb_to_hsv(x):
 
 
 def hsv_to_rgb(h, s, v):
-    i = (h * 6).floor()
-    f = h * 6 - i
-    i = (i.long() % 6).unsqueeze(1)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    pick = lambda *vals: torch.stack(vals, 1).gather(1, i)  # the value for each pixel's hue sector
-    return torch.cat([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p), pick(p, p, t, v, v, q)], 1)
+    k = (torch.arange(5, 0, -2, device=h.device).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6  # (N, 3, H, W): R, G, B
+    return v.unsqueeze(1) * (1 - s.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
 
 
 def adjust_hue(x, shift):
@@ -247,27 +243,25 @@ def adjust_hue(x, shift):
     return hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1, s, v)
 
 
-JITTER = [  # torchvision's ColorJitter ops; factor (N,) per image, identity at (1, 1, 1, 0)
-    lambda x, f: x * per_image(f),                                                     # brightness
-    lambda x, f: per_image(f) * x + (1 - per_image(f)) * gray(x).mean((1, 2, 3), keepdim=True),  # contrast
-    lambda x, f: per_image(f) * x + (1 - per_image(f)) * gray(x),                     # saturation
-    adjust_hue,                                                                        # hue
-]
-
-
 def color_jitter(x, p=0.8, strength=(0.4, 0.4, 0.4, 0.1)):
-    """ColorJitter(0.4, 0.4, 0.4, 0.1) with probability p, ops in a random order per image."""
+    """ColorJitter(0.4, 0.4, 0.4, 0.1) with probability p, its four ops in a random order per image."""
     n = x.shape[0]
     on = torch.rand(n, device=x.device) < p
-    factors = []
+    factors = []  # brightness, contrast, saturation, hue; identity (1, 1, 1, 0) where off
     for j, s in enumerate(strength):
         identity = 0.0 if j == 3 else 1.0
         f = identity + s * (2 * torch.rand(n, device=x.device) - 1)
         factors.append(torch.where(on, f, identity))
+    factors = torch.stack(factors, 1)  # (N, 4)
     order = torch.rand(n, 4, device=x.device).argsort(1)  # a random permutation per image
     for slot in range(4):
-        for j, op in enumerate(JITTER):
-            x = torch.where(per_image(order[:, slot] == j), op(x, factors[j]).clamp(0, 1), x)
+        op = order[:, slot]  # (N,) the op each image applies now
+        f = per_image(factors.gather(1, op[:, None]).squeeze(1))
+        # brightness, contrast and saturation blend the image with black, its mean grey, its grey version
+        g = gray(x)
+        anchor = torch.where(per_image(op == 0), 0.0, torch.where(per_image(op == 1), g.mean((1, 2, 3), keepdim=True), g))
+        blended = f * x + (1 - f) * anchor
+        x = torch.where(per_image(op == 3), adjust_hue(x, f.view(-1)), blended).clamp(0, 1)
     return x
 
 

@@ -9,6 +9,9 @@ BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; s
     python raft.py --epochs 0 --predictor linear            # Rand-Baseline
     bash run_all.sh                                         # Tables 1 and 3, 3 seeds per row
 
+Measured so far (see README.md): on a 2-core CPU, torch 2.15, the quick try in README.md runs
+in 7 minutes; no GPU run has been made yet, so no accuracy of ours is claimed here.
+
 Sections, in the paper's order: configuration; data and augmentation (App. C); networks
 (App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark); mean teacher (eq. 4); training
 (Algorithm 1); linear evaluation (App. C); benchmark; tables; main.

@@ -12,9 +12,10 @@ BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; s
 Measured so far (see README.md): on a 2-core CPU, torch 2.15, the quick try in README.md runs
 in 7 minutes; no GPU run has been made yet, so no accuracy of ours is claimed here.
 
-Sections, in the paper's order: configuration; data and augmentation (App. C); networks
-(App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark); mean teacher (eq. 4); training
-(Algorithm 1); linear evaluation (App. C); benchmark; tables; main.
+Sections, in the order a run uses them, each citing the paper: configuration; data and
+augmentation (App. C); networks (App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark; eq. 7 is
+checked in test_raft.py); mean teacher (eq. 4); training (Algorithm 1); linear evaluation
+(App. C); benchmark; tables; main.
 """
 
 import argparse
@@ -25,7 +26,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 
 import numpy as np
@@ -104,12 +104,16 @@ def get_args(argv=None):
         (args.lr > 0 and args.eval_lr > 0, "learning rates must be > 0"),
         (0 <= args.blur <= 1 and 0 <= args.solarize <= 1, "--blur and --solarize are probabilities"),
         (args.train_subset >= 0 and args.knn_every >= 0 and args.save_every >= 1, "--train-subset, --knn-every must be >= 0, --save-every >= 1"),
+        (args.train_subset == 0 or args.train_subset >= args.batch_size, "--train-subset must be at least --batch-size"),
+        (args.loss != "byol" or (args.alpha, args.beta) == (1.0, 1.0), "--alpha and --beta weight eqs. 6 and 8: use them with --loss byol-prime or raft"),
         (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor (there is no last layer to negate)"),
         (not (args.encoder == "small" and args.stem != "imagenet"), "--stem applies to ResNet18 only"),
     ]
     for ok, message in checks:
         if not ok:
             fail(message)
+    if args.list_runs or args.tables:
+        return args
     try:
         args.device = str(torch.device(args.device))
         torch.empty(0, device=args.device)
@@ -120,6 +124,19 @@ def get_args(argv=None):
     if args.out is None and not args.benchmark:
         args.out = "raft-run.json"
     return args
+
+
+def check_writable(path):
+    """Fail now, not after hours of training, if the results file cannot be written."""
+    if os.path.isdir(path):
+        fail(f"--out {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'run.json')}")
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(f"{path}.tmp{os.getpid()}", "w"):
+            pass
+        os.remove(f"{path}.tmp{os.getpid()}")
+    except OSError as e:
+        fail(f"cannot write --out {path!r}: {e.strerror or e}")
 
 
 # -----------------------------------------------------------------------------
@@ -134,13 +151,14 @@ LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train
 
 def load_image_folder(root):
     """root/{train,test}/<class>/<image>; returns {split: (uint8 (N,3,H,W), int64 (N,))}."""
+    for split in ("train", "test"):
+        if not os.path.isdir(os.path.join(root, split)):
+            fail(f"{root} has no {split}/ folder (expected ImageFolder layout: {root}/{{train,test}}/<class>/<image>)")
     classes = sorted(e.name for e in os.scandir(os.path.join(root, "train")) if e.is_dir())
     if not classes:
         fail(f"{root}/train has no class folders (expected {root}/train/<class>/<image>)")
     data = {}
     for split in ("train", "test"):
-        if not os.path.isdir(os.path.join(root, split)):
-            fail(f"{root} has train/ but no {split}/ folder (expected ImageFolder layout: {root}/{{train,test}}/<class>/<image>)")
         files, labels = [], []
         for label, name in enumerate(classes):
             found = sorted(glob.glob(os.path.join(root, split, name, "*")))
@@ -154,8 +172,10 @@ def load_image_folder(root):
         arrays = [np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR)) for im in images]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
         y = torch.tensor(labels)
-        # folders are class-sorted: a fixed shuffle makes "the first N images" a balanced subset
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        # interleave the classes (one image of each in turn) so that --train-subset N is balanced
+        counts = torch.bincount(y)
+        rank = torch.arange(len(y)) - (counts.cumsum(0) - counts)[y]  # index of each image within its class
+        order = torch.argsort(rank * len(counts) + y)
         data[split] = (x[order], y[order])
     return data
 
@@ -183,8 +203,6 @@ def load_data(args):
     else:
         data = load_cifar10(root)
     if args.train_subset:
-        if args.train_subset < args.batch_size:
-            fail(f"--train-subset {args.train_subset} is smaller than --batch-size {args.batch_size}")
         data["train"] = tuple(t[: args.train_subset] for t in data["train"])
     if len(data["train"][1]) < args.batch_size:
         fail(f"{len(data['train'][1])} training images are fewer than --batch-size {args.batch_size}")
@@ -375,6 +393,14 @@ def build_teacher(model):
     return teacher.requires_grad_(False)
 
 
+def build(args):
+    """Online network and teacher, on the device."""
+    model = build_model(args).to(args.device)
+    if args.device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    return model, build_teacher(model)
+
+
 # -----------------------------------------------------------------------------
 # Losses. Inputs are un-normalised (N, D) tensors; each loss l2-normalises inside (Sec. 2.1)
 # and returns the batch mean.
@@ -416,7 +442,7 @@ def byol_loss(p1, p2, t1, t2, tangent=False):
 
 
 def objective(p1, p2, t1, t2, args):
-    """The training loss selected by --loss."""
+    """The training loss selected by --loss. (eq. 7, Theorem 4.1, L_BYOL <= (1/α + 1/β) L_BYOL', is checked in test_raft.py.)"""
     if args.loss == "byol":
         return byol_loss(p1, p2, t1, t2, args.tangent)  # eq. 3
     align = align_loss(p1, p2)
@@ -463,13 +489,16 @@ def forward(model, teacher, x):
     return p, z, t
 
 
+def to_cuda_layout(x):
+    """channels_last on CUDA: the layout cuDNN's fastest bf16 convolutions use."""
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
     """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns (loss, align, uniform) on the device.
     With opt=None it only measures: no gradient, no update (Rand-Baseline, --epochs 0)."""
     n = len(v1)
-    x = torch.cat([v1, v2])  # (2N, 3, S, S); one batch, so BatchNorm sees both views (the paper leaves this open)
-    if x.is_cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = to_cuda_layout(torch.cat([v1, v2]))  # (2N, 3, S, S); one batch, so BatchNorm sees both views (the paper leaves this open)
     with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp), torch.set_grad_enabled(opt is not None):
         p, z, t = fwd(model, teacher, x)
     p1, p2, t1, t2 = *p.split(n), *t.split(n)
@@ -493,24 +522,65 @@ def config_of(args):
     return {k: v for k, v in vars(args).items() if k not in ignore}
 
 
+def versions():
+    return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__)
+
+
+def describe_device(device):
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def write_text(text, path):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def write_json(obj, path):
+    write_text(json.dumps(obj, indent=1), path)
+
+
 def save_atomically(obj, path, save=torch.save):
+    """Write to a temporary file, then rename: a crash never leaves a half-written file."""
     tmp = f"{path}.tmp{os.getpid()}"
-    save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        fail(f"cannot write {path}: {e.strerror or e}")
 
 
-def save_checkpoint(state, path):
+def save_checkpoint(state, path):  # its own name: the resume test interrupts a run here
     save_atomically(state, path)
 
 
-def rng_state():
-    return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+def rng_state(device):
+    return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.startswith("cuda") else None)
 
 
-def set_rng_state(state):
+def set_rng_state(state, device):
     torch.set_rng_state(state["cpu"])
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device.startswith("cuda"):
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_checkpoint(path, model, teacher, opt, args):
+    """Restore a run from OUT.ckpt; returns (epoch, history, seconds)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
+    except Exception as e:
+        fail(f"cannot read the checkpoint {path} ({type(e).__name__}); remove it to start again")
+    config = config_of(args)
+    diff = sorted(k for k in config.keys() | ckpt["config"].keys() if ckpt["config"].get(k) != config.get(k))
+    if diff:
+        fail(f"{path} was made with other settings ({', '.join('--' + k.replace('_', '-') for k in diff)}); remove it or use another --out")
+    model.load_state_dict(ckpt["model"])
+    teacher.load_state_dict(ckpt["teacher"])
+    opt.load_state_dict(ckpt["opt"])
+    set_rng_state(ckpt["rng"], args.device)
+    print(f"resumed from {path} at epoch {ckpt['epoch']}")
+    return ckpt["epoch"], ckpt["history"], ckpt["seconds"]
 
 
 def log_row(row, header=False):
@@ -532,16 +602,7 @@ def train(model, teacher, data, args):
     ckpt_path = args.out + ".ckpt"
     start, history, seconds = 0, [], 0.0
     if args.resume and os.path.exists(ckpt_path):
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
-        if ckpt["config"] != config_of(args):
-            diff = sorted(k for k in config_of(args) if ckpt["config"].get(k) != config_of(args)[k])
-            fail(f"{ckpt_path} was made with other settings ({', '.join('--' + k.replace('_', '-') for k in diff)}); remove it or use another --out")
-        model.load_state_dict(ckpt["model"])
-        teacher.load_state_dict(ckpt["teacher"])
-        opt.load_state_dict(ckpt["opt"])
-        set_rng_state(ckpt["rng"])
-        start, history, seconds = ckpt["epoch"], ckpt["history"], ckpt["seconds"]
-        print(f"resumed from {ckpt_path} at epoch {start}")
+        start, history, seconds = load_checkpoint(ckpt_path, model, teacher, opt, args)
 
     steps = len(images) // args.batch_size  # the last partial batch is dropped
     total_steps = max(args.epochs, 1) * steps
@@ -568,7 +629,7 @@ def train(model, teacher, data, args):
         log_row(row, header=epoch == start)
         if args.epochs and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
             save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
-                                 rng=rng_state(), epoch=epoch + 1, history=history, seconds=seconds,
+                                 rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
                                  config=config_of(args)), ckpt_path)
     return history, seconds
 
@@ -586,9 +647,7 @@ def features(encoder, images, args):
     encoder.eval()
     out = []
     for chunk in images.split(512):
-        x = normalize(F.interpolate(chunk.float() / 255, size=args.image_size, mode="bilinear", align_corners=False))
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = to_cuda_layout(normalize(F.interpolate(chunk.float() / 255, size=args.image_size, mode="bilinear", align_corners=False)))
         with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
             out.append(encoder(x).float())
     encoder.train(was_training)
@@ -607,6 +666,14 @@ def knn_accuracy(encoder, data, args, k=20, temperature=0.07):
     return (votes.argmax(1) == yte[:2000]).float().mean().item() * 100
 
 
+def classifier_epoch(clf, opt, feats, labels):
+    for idx in torch.randperm(len(feats), device=feats.device).split(EVAL_BATCH):
+        loss = F.cross_entropy(clf(feats[idx]), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def linear_eval(encoder, data, args):
     """Test accuracy (%) of a linear classifier trained with Adam on frozen features."""
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -615,11 +682,7 @@ def linear_eval(encoder, data, args):
     clf = nn.Linear(ftr.shape[1], classes).to(ftr.device)
     opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
     for _ in range(args.eval_epochs):
-        for idx in torch.randperm(len(ftr), device=ftr.device).split(EVAL_BATCH):
-            loss = F.cross_entropy(clf(ftr[idx]), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        classifier_epoch(clf, opt, ftr, ytr)
     with torch.no_grad():
         return (clf(fte).argmax(1) == yte).float().mean().item() * 100
 
@@ -627,7 +690,7 @@ def linear_eval(encoder, data, args):
 # -----------------------------------------------------------------------------
 # Benchmark (--benchmark): augmentation and training-step speed, MFU, time of a full run
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0, "4090": 165.0}
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0, "4090": 165.0}
 
 
 def sync(device):
@@ -659,8 +722,8 @@ def two_view_collate(batch, transform):
 
 
 def peak_flops(args):
-    """(FLOP/s, what it is): datasheet dense bf16 for known GPUs, else a measured matmul."""
-    if args.device.startswith("cuda"):
+    """(FLOP/s, what it is): datasheet dense bf16 for known GPUs under --amp, else a measured matmul."""
+    if args.device.startswith("cuda") and args.amp:
         name = torch.cuda.get_device_name(args.device)
         for key, tflops in PEAK_BF16_TFLOPS.items():
             if key in name:
@@ -694,10 +757,7 @@ def benchmark(args):
     rows["augment_per_image_images_per_s"] = count / (time.perf_counter() - t0)
     rows["augment_speedup"] = rows["augment_batched_images_per_s"] / rows["augment_per_image_images_per_s"]
 
-    model = build_model(args).to(args.device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    teacher = build_teacher(model)
+    model, teacher = build(args)
     opt = make_optimizer(model, args)
     v1, v2 = two_views(batch(), args)
     with FlopCounterMode(display=False) as counter:
@@ -710,26 +770,20 @@ def benchmark(args):
         train_step(model, teacher, opt, v1, v2, args, args.tau, fwd)  # compiles, when compiled
         sync(args.device)
         rows[f"{name}_first_step_s"] = time.perf_counter() - t0
-        s = timed(lambda: train_step(model, teacher, opt, *two_views(batch(), args), args, args.tau, fwd), args.device, reps)
-        rows[f"{name}_step_images_per_s"] = b / s
+        s = timed(lambda: train_step(model, teacher, opt, v1, v2, args, args.tau, fwd), args.device, reps)
+        rows[f"{name}_step_images_per_s"] = b / s  # the step alone; augmentation is measured above
         rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * b / s / peak
     best = max(rows[f"{name}_step_images_per_s"] for name, _ in variants)
+    best = 1 / (1 / best + 1 / rows["augment_batched_images_per_s"])  # a training image: augmentation + step
 
-    n_train, n_test = 50000, 10000  # CIFAR-10
+    n_train, n_test = args.train_subset or 50000, 10000  # CIFAR-10
     s = timed(lambda: features(model.encoder, batch(), args), args.device, reps)
     rows["eval_features_s"] = s / b * (n_train + n_test)
     feats, labels = torch.randn(n_train, FEATURES, device=args.device), torch.randint(0, 10, (n_train,), device=args.device)
     clf = nn.Linear(FEATURES, 10).to(args.device)
     clf_opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
-
-    def clf_steps(k=20):
-        for idx in torch.randperm(n_train, device=args.device)[: k * EVAL_BATCH].split(EVAL_BATCH):
-            loss = F.cross_entropy(clf(feats[idx]), labels[idx])
-            clf_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clf_opt.step()
-    rows["eval_classifier_s"] = timed(clf_steps, args.device, reps) / 20 * math.ceil(n_train / EVAL_BATCH) * args.eval_epochs
-    rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows["eval_features_s"] + rows["eval_classifier_s"]) / 60
+    rows["eval_classifier_s"] = timed(lambda: classifier_epoch(clf, clf_opt, feats, labels), args.device, 1) * args.eval_epochs
+    rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows["eval_features_s"] + rows["eval_classifier_s"]) / 60  # no kNN monitor
 
     setup = f"{args.image_size} px, batch {b}, {args.encoder}/{args.stem}, amp={args.amp}, {describe_device(args.device)}"
     print(f"benchmark: {setup}")
@@ -805,9 +859,11 @@ def load_results(results_dir):
 
 
 def mean_std(values, fmt="{:.2f}"):
+    """Mean ± sample standard deviation over seeds; the value alone for one seed."""
     v = torch.tensor(values, dtype=torch.float64)
-    std = v.std().item() if len(v) > 1 else 0.0
-    return f"{fmt.format(v.mean().item())} ± {fmt.format(std)}"
+    if len(v) == 1:
+        return fmt.format(v.item())
+    return f"{fmt.format(v.mean().item())} ± {fmt.format(v.std().item())}"
 
 
 def table_markdown(title, rows, runs):
@@ -852,6 +908,7 @@ def plot_figures(runs, results_dir):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        print("matplotlib is not installed: no figures")
         return
     figures = {"figure4.png": ["byol-mlp", "byol-lp", "byol-np", "byol-lpi"],
                "figure5.png": ["byolp-np", "byolp-np-b10", "byolp-np-b100", "raft-np", "raft-np-b10", "raft-np-b100",
@@ -891,23 +948,6 @@ def write_tables(results_dir):
 # Main
 
 
-def versions():
-    return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__)
-
-
-def describe_device(device):
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
-
-
-def write_text(text, path):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def write_json(obj, path):
-    write_text(json.dumps(obj, indent=1), path)
-
-
 def main(argv=None):
     args = get_args(argv)
     if args.list_runs:
@@ -919,17 +959,21 @@ def main(argv=None):
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.out:
+        check_writable(args.out)
     if args.benchmark:
         return benchmark(args)
-    if os.path.dirname(args.out):
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    if args.resume and os.path.exists(args.out):  # finished already (run_all.sh re-runs everything with --resume)
+        with open(args.out) as f:
+            done = json.load(f)
+        if {k: done["config"].get(k) for k in config_of(args)} != config_of(args):
+            fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
+        print(f"{args.out}: finished already")
+        return done
 
     torch.manual_seed(args.seed)
     data = load_data(args)
-    model = build_model(args).to(args.device)
-    if args.device.startswith("cuda"):
-        model = model.to(memory_format=torch.channels_last)
-    teacher = build_teacher(model)
+    model, teacher = build(args)
     print(f"{args.loss} / predictor {args.predictor}{' / tangent' if args.tangent else ''} on {describe_device(args.device)}: "
           f"{len(data['train'][1])} training images, {args.epochs} epochs")
 

@@ -3,15 +3,17 @@
 #
 #   bash run_all.sh                      # every row, 3 seeds, 300 epochs (the paper's setup)
 #   QUICK=1 bash run_all.sh              # reduced profile: 1 seed, 64 px, 10 epochs, 4 runs at a time
-#   EPOCHS=1 TRAIN_SUBSET=500 SEEDS=1 ARGS="--encoder small --image-size 16" bash run_all.sh   # CPU smoke run
+#   EPOCHS=1 TRAIN_SUBSET=500 SEEDS=1 ARGS="--encoder small --image-size 16 --eval-epochs 5 --knn-every 0" \
+#     bash run_all.sh                    # CPU smoke run (the accuracies mean nothing)
 #
 # Knobs (environment): EPOCHS, SEEDS (seeds 0..SEEDS-1), JOBS (runs in parallel on one GPU),
-# DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), QUICK=1, ARGS (extra raft.py flags for every run).
-# Re-running skips finished runs (OUT_DIR/<run>-s<seed>.json) and resumes interrupted ones
-# (their OUT_DIR/<run>-s<seed>.json.ckpt). A failed run does not stop the others; it is
-# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md.
+# DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), QUICK=1, ARGS (extra raft.py flags for every run),
+# PYTHON (the interpreter, default python). Every run is started with --resume: raft.py skips
+# it if OUT_DIR/<run>-s<seed>.json is finished with the same settings, resumes it from its
+# checkpoint if interrupted, and refuses a finished file made with other settings. A failed
+# run does not stop the others; it is listed at the end and the script exits 1.
+# Tables: OUT_DIR/table1.md, table3.md, mirror.md.
 set -uo pipefail
-cd "$(dirname "$0")"
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -21,10 +23,12 @@ else
   EPOCHS=${EPOCHS:-300}; SEEDS=${SEEDS:-3}; JOBS=${JOBS:-1}; OUT_DIR=${OUT_DIR:-results}
   PROFILE=""
 fi
-DATA_DIR=${DATA_DIR:-data}
+DATA_DIR=$(realpath -m "${DATA_DIR:-data}")  # paths as the user meant them, before the cd below
+OUT_DIR=$(realpath -m "$OUT_DIR")
 TRAIN_SUBSET=${TRAIN_SUBSET:-0}
 ARGS=${ARGS:-}
 PYTHON=${PYTHON:-python}
+cd "$(dirname "$0")"
 
 mkdir -p "$OUT_DIR/logs"
 failed="$OUT_DIR/failed.txt"
@@ -33,8 +37,7 @@ failed="$OUT_DIR/failed.txt"
 run() {  # run NAME SEED FLAGS...
   local name=$1 seed=$2; shift 2
   local out="$OUT_DIR/$name-s$seed.json" log="$OUT_DIR/logs/$name-s$seed.log"
-  if [ -f "$out" ]; then echo "done     $name seed $seed"; return; fi
-  echo "running  $name seed $seed (log: $log)"
+  echo "run      $name seed $seed (log: $log)"
   # the run's own flags come last, so that e.g. Rand-Baseline's --epochs 0 wins
   if ! $PYTHON raft.py --data-dir "$DATA_DIR" --epochs "$EPOCHS" --train-subset "$TRAIN_SUBSET" $PROFILE $ARGS \
        --seed "$seed" --out "$out" --resume "$@" >"$log" 2>&1; then
@@ -44,16 +47,21 @@ run() {  # run NAME SEED FLAGS...
 }
 
 runs=$($PYTHON raft.py --list-runs) || exit 1
+first=1
 while IFS=$'\t' read -r name flags; do
   for ((seed = 0; seed < SEEDS; seed++)); do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
     run "$name" "$seed" $flags &
+    if [ "$first" = 1 ]; then wait; first=0; fi  # alone: a CIFAR-10 download happens once
   done
 done <<< "$runs"
 wait
 
-$PYTHON raft.py --tables "$OUT_DIR" > /dev/null || exit 1
-echo "tables: $OUT_DIR/table1.md $OUT_DIR/table3.md $OUT_DIR/mirror.md"
+if $PYTHON raft.py --tables "$OUT_DIR" > /dev/null; then
+  echo "tables: $OUT_DIR/table1.md $OUT_DIR/table3.md $OUT_DIR/mirror.md"
+else
+  echo "writing the tables failed" >> "$failed"
+fi
 if [ -s "$failed" ]; then
   echo "failed runs ($(wc -l < "$failed")):"
   cat "$failed"

@@ -607,7 +607,17 @@ def test_rand_baseline_epochs_0(folder, tmp_path):
     assert not os.path.exists(str(tmp_path / "rand.json") + ".ckpt")
 
 
-BAD_INPUTS = ["train but no test", "download fails", "negative beta", "mirror without predictor", "unknown loss"]
+def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tmp_path, monkeypatch):
+    out = tmp_path / "done.json"
+    first = raft.main(cli(folder, out, "--epochs", 1))
+    monkeypatch.setattr(raft, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert raft.main(cli(folder, out, "--epochs", 1, "--resume")) == first
+    with pytest.raises(SystemExit, match="other settings"):
+        raft.main(cli(folder, out, "--epochs", 1, "--resume", "--beta", 2))
+
+
+BAD_INPUTS = ["train but no test", "test but no train", "download fails", "negative beta", "mirror without predictor",
+              "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch", "beta with byol"]
 
 
 @pytest.fixture(scope="module")
@@ -615,6 +625,10 @@ def bad_runs(tmp_path_factory):
     """The real process for each bad input, all started at once (each imports torch)."""
     tmp = tmp_path_factory.mktemp("bad")
     no_test = write_image_folder(str(tmp / "notest"), n_train=48, splits=("train",))
+    no_train = write_image_folder(str(tmp / "notrain"), n_train=48, splits=("test",))
+    good = write_image_folder(str(tmp / "good"), n_train=48)
+    with open(tmp / "corrupt.json.ckpt", "wb") as f:
+        f.write(b"not a checkpoint")
     quick = [*SMALL, "--image-size", "8", "--batch-size", "16", "--epochs", "0", "--eval-epochs", "0",
              "--knn-every", "0", "--train-subset", "64", "--out", str(tmp / "out.json")]
     argvs = {
@@ -623,6 +637,11 @@ def bad_runs(tmp_path_factory):
         "negative beta": [*quick, "--beta", "-1"],
         "mirror without predictor": [*quick, "--mirror-init", "--predictor", "none"],
         "unknown loss": [*quick, "--loss", "simclr"],
+        "test but no train": [*quick, "--data-dir", no_train],
+        "out is a folder": [*quick, "--data-dir", good, "--out", str(tmp)],
+        "corrupt checkpoint": [*quick, "--data-dir", good, "--epochs", "1", "--resume", "--out", str(tmp / "corrupt.json")],
+        "subset below batch": [*quick, "--data-dir", good, "--train-subset", "5"],
+        "beta with byol": [*quick, "--loss", "byol", "--beta", "2"],
     }
     # no network for the download, even where there is one: an unreachable proxy
     env = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
@@ -676,7 +695,7 @@ def test_write_tables(tmp_path):
     cells = [c.strip() for c in row_of(table1, "RAFT")[0].split("|")[1:-1]]
     assert cells[4:7] == ["2", "300", "71.00 ± 1.41"]  # seeds, epochs, mean ± sample std
     assert cells[7] == "71.31 ± 0.75"  # the paper's number beside it
-    assert "69.00 ± 0.00" in row_of(table1, "BYOL'")[0]
+    assert "| 1 | 300 | 69.00 |" in row_of(table1, "BYOL'")[0]  # one seed: the value alone
     assert row_of(table1, "BYOL-NP")[0].count("missing") == 3
     table3 = (tmp_path / "table3.md").read_text()
     assert sum("71.00 ± 1.41" in line for line in table3.splitlines()) == 1

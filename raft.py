@@ -964,9 +964,13 @@ def main(argv=None):
     if args.benchmark:
         return benchmark(args)
     if args.resume and os.path.exists(args.out):  # finished already (run_all.sh re-runs everything with --resume)
-        with open(args.out) as f:
-            done = json.load(f)
-        if {k: done["config"].get(k) for k in config_of(args)} != config_of(args):
+        try:
+            with open(args.out) as f:
+                done = json.load(f)
+            config = done["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            fail(f"{args.out} exists but is not a results file of raft.py; remove it or use another --out")
+        if {k: config.get(k) for k in config_of(args)} != config_of(args):
             fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
         print(f"{args.out}: finished already")
         return done

@@ -10,7 +10,7 @@ BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; s
     bash run_all.sh                                         # Tables 1 and 3, 3 seeds per row
 
 Measured so far (see README.md): on a 2-core CPU, torch 2.15, the quick try in README.md runs
-in 7 minutes; no GPU run has been made yet, so no accuracy of ours is claimed here.
+in about 4 minutes; no GPU run has been made yet, so no accuracy of ours is claimed here.
 
 Sections, in the order a run uses them, each citing the paper: configuration; data and
 augmentation (App. C); networks (App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark; eq. 7 is

@@ -149,6 +149,14 @@ LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train
                    "in ImageFolder layout (e.g. tar -xzf cifar10-jpeg.tar.gz -C data; --data-dir data/cifar10)")
 
 
+def read_image(path):
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as e:
+        fail(f"cannot read the image {path} ({type(e).__name__})")
+
+
 def load_image_folder(root):
     """root/{train,test}/<class>/<image>; returns {split: (uint8 (N,3,H,W), int64 (N,))}."""
     for split in ("train", "test"):
@@ -167,7 +175,7 @@ def load_image_folder(root):
                 fail(f"{root}/{split}/{name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
             labels += [label] * len(found)
-        images = [Image.open(f).convert("RGB") for f in files]
+        images = [read_image(f) for f in files]
         size = images[0].size
         arrays = [np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR)) for im in images]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)

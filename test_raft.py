@@ -6,6 +6,7 @@ Every vector inside a loss is l2-normalised (NOTES.md), so the direct formulas b
 normalise first. raft.py casts to float32 inside its losses, hence float32 tolerances.
 """
 
+import glob
 import json
 import math
 import os
@@ -617,7 +618,7 @@ def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tm
 
 
 BAD_INPUTS = ["train but no test", "test but no train", "download fails", "negative beta", "mirror without predictor",
-              "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch", "beta with byol"]
+              "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch", "beta with byol", "unreadable image"]
 
 
 @pytest.fixture(scope="module")
@@ -629,6 +630,9 @@ def bad_runs(tmp_path_factory):
     good = write_image_folder(str(tmp / "good"), n_train=48)
     with open(tmp / "corrupt.json.ckpt", "wb") as f:
         f.write(b"not a checkpoint")
+    broken = write_image_folder(str(tmp / "broken"), n_train=48)
+    with open(glob.glob(os.path.join(broken, "train", "*", "*.png"))[0], "wb") as f:
+        f.write(b"not an image")
     quick = [*SMALL, "--image-size", "8", "--batch-size", "16", "--epochs", "0", "--eval-epochs", "0",
              "--knn-every", "0", "--train-subset", "64", "--out", str(tmp / "out.json")]
     argvs = {
@@ -642,6 +646,7 @@ def bad_runs(tmp_path_factory):
         "corrupt checkpoint": [*quick, "--data-dir", good, "--epochs", "1", "--resume", "--out", str(tmp / "corrupt.json")],
         "subset below batch": [*quick, "--data-dir", good, "--train-subset", "5"],
         "beta with byol": [*quick, "--loss", "byol", "--beta", "2"],
+        "unreadable image": [*quick, "--data-dir", broken],
     }
     # no network for the download, even where there is one: an unreachable proxy
     env = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",

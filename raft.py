@@ -927,10 +927,10 @@ def plot_figures(runs, results_dir):
             if name not in runs:
                 continue
             h = runs[name][0]["history"]
-            axes[0].plot([r["epoch"] for r in h], [r["align"] for r in h], label=name)
-            axes[1].plot([r["epoch"] for r in h], [r["uniform"] for r in h], label=name)
+            axes[0].plot([r["epoch"] for r in h], [r["align"] for r in h], ".-", label=name)
+            axes[1].plot([r["epoch"] for r in h], [r["uniform"] for r in h], ".-", label=name)
             knn = [r for r in h if "knn_acc" in r]
-            axes[2].plot([r["epoch"] for r in knn], [r["knn_acc"] for r in knn], label=name)
+            axes[2].plot([r["epoch"] for r in knn], [r["knn_acc"] for r in knn], ".-", label=name)
         for ax, title in zip(axes, ["L_align(q∘f_θ)", "L_uniform(f_θ)", "kNN accuracy %"]):
             ax.set_title(title)
             ax.set_xlabel("epoch")

@@ -608,6 +608,22 @@ def test_rand_baseline_epochs_0(folder, tmp_path):
     assert not os.path.exists(str(tmp_path / "rand.json") + ".ckpt")
 
 
+def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_checkpoint(folder, tmp_path, monkeypatch):
+    out = tmp_path / "nan.json"
+    step, calls = raft.train_step, []
+
+    def nan_in_epoch_2(*a, **k):  # 64 images / batch 16: 4 steps per epoch
+        calls.append(1)
+        metrics = step(*a, **k)
+        return metrics * float("nan") if len(calls) > 4 else metrics
+
+    monkeypatch.setattr(raft, "train_step", nan_in_epoch_2)
+    with pytest.raises(SystemExit, match=r"raft.py: error: the loss became nan at epoch 2"):
+        raft.main(cli(folder, out, "--epochs", 3, "--save-every", 1))
+    ckpt = torch.load(str(out) + ".ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and not out.exists()  # the last good checkpoint is kept, no results file
+
+
 def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tmp_path, monkeypatch):
     out = tmp_path / "done.json"
     first = raft.main(cli(folder, out, "--epochs", 1))

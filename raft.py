@@ -36,7 +36,14 @@ import torchvision
 from PIL import Image
 
 # -----------------------------------------------------------------------------
-# Configuration (defaults: the paper's Appendix C)
+# Configuration (defaults: the paper's Appendix C; where it is silent, the authors' code)
+
+FEATURES, HIDDEN, PROJECTION = 512, 512, 128  # encoder output, MLP hidden width, f_θ's output (App. C)
+CROP_SCALE = (0.08, 1.0)  # random resized crop, as torchvision's default (SimCLR / BYOL)
+JITTER_P, GRAYSCALE_P = 0.8, 0.2  # App. C
+UNIFORM_T = 2.0  # t of eq. 2
+PROBE_BATCH = 512  # linear probe batch (authors' eval/eval.py; the paper is silent)
+LOG_SAMPLES = 64  # the authors log L_align and L_uniform on the first 64 samples of a step
 
 
 def fail(message):
@@ -54,12 +61,15 @@ def get_args(argv=None):
     g.add_argument("--image-size", type=int, default=96, help="views are cropped and resized to this size (paper: 32 -> 96)")
     g.add_argument("--blur", type=float, default=0.0, help="probability of Gaussian blur (off in the paper's CIFAR setup)")
     g.add_argument("--solarize", type=float, default=0.0, help="probability of solarisation (off in the paper's CIFAR setup)")
+    g.add_argument("--jitter-strength", type=float, default=1.0, help="s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), p = 0.8; paper: silent; authors' code: 1; SimCLR's CIFAR setting: 0.5")
 
     g = p.add_argument_group("model")
     g.add_argument("--encoder", choices=["resnet18", "small"], default="resnet18", help="f_θ's backbone: ResNet18 (paper) or a 4-layer CNN for quick CPU runs and tests")
     g.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet", help="ResNet18 stem: 7x7/2 + max-pool (paper, 96 px) or 3x3/1 without max-pool (32 px runs)")
-    g.add_argument("--predictor", choices=["mlp", "linear", "linear-identity", "none"], default="mlp", help="q_w: MLP, LP (W), LPI (W initialised to I), NP (identity)")
-    g.add_argument("--mirror-init", action="store_true", help="negate q_w's last layer after initialisation (NOTES.md fact 1: BYOL' and RAFT then mirror each other)")
+    g.add_argument("--predictor", choices=["mlp", "mlp-bn", "linear", "linear-identity", "none"], default="mlp", help="q_w: MLP (App. C, no BatchNorm), MLP with BatchNorm (Sec. 3), LP (W), LPI (W initialised to I), NP (identity)")
+    g.add_argument("--bn-views", choices=["per-view", "joint"], default="per-view", help="BatchNorm batches: each view its own batch of N (authors' code, BYOL) or both views as one batch of 2N (a departure)")
+    g.add_argument("--teacher-init", choices=["random", "copy"], default="random", help="f_ξ at step 0: its own random draw (authors' code, BYOL) or a copy of f_θ")
+    g.add_argument("--mirror-init", action="store_true", help="negate q_w's last layer after initialisation: RAFT from here follows BYOL''s trajectory from the plain initialisation, mirrored (Theorem 5.1, generalised)")
 
     g = p.add_argument_group("loss")
     g.add_argument("--loss", choices=["byol", "byol-prime", "raft"], default="raft", help="eq. 3 (BYOL), eq. 6 (BYOL': α L_align + β L_cross-model) or eq. 8 (RAFT: α L_align - β L_cross-model)")
@@ -77,6 +87,7 @@ def get_args(argv=None):
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-epochs", type=int, default=100, help="epochs of the linear classifier (paper: 100)")
     g.add_argument("--eval-lr", type=float, default=5e-4, help="Adam learning rate of the linear classifier (paper: 5e-4)")
+    g.add_argument("--probe", choices=["augmented", "features"], default="augmented", help="train the classifier on crop+flip views with features recomputed every epoch (authors' code) or on precomputed features of plain images")
     g.add_argument("--knn-every", type=int, default=10, help="kNN accuracy monitor every N epochs (10k train, 2k test images); 0: off")
 
     g = p.add_argument_group("system")
@@ -98,11 +109,12 @@ def get_args(argv=None):
         (args.alpha >= 0, "--alpha must be >= 0"),
         (args.beta > 0, "--beta must be > 0 (RAFT's sign is chosen by --loss raft)"),
         (0 <= args.tau <= 1, "--tau must lie in [0, 1]"),
-        (args.epochs >= 0 and args.eval_epochs >= 0, "--epochs and --eval-epochs must be >= 0"),
+        (args.epochs >= 0 and args.eval_epochs >= 1, "--epochs must be >= 0 and --eval-epochs >= 1"),
         (args.batch_size >= 2, "--batch-size must be >= 2 (L_uniform needs pairs)"),
         (args.image_size >= 8, "--image-size must be >= 8"),
         (args.lr > 0 and args.eval_lr > 0, "learning rates must be > 0"),
         (0 <= args.blur <= 1 and 0 <= args.solarize <= 1, "--blur and --solarize are probabilities"),
+        (0 <= args.jitter_strength <= 1.25, "--jitter-strength must lie in [0, 1.25] (brightness factor 1 ± 0.8s stays >= 0)"),
         (args.train_subset >= 0 and args.knn_every >= 0 and args.save_every >= 1, "--train-subset, --knn-every must be >= 0, --save-every >= 1"),
         (args.train_subset == 0 or args.train_subset >= args.batch_size, "--train-subset must be at least --batch-size"),
         (args.loss != "byol" or (args.alpha, args.beta) == (1.0, 1.0), "--alpha and --beta weight eqs. 6 and 8: use them with --loss byol-prime or raft"),
@@ -157,8 +169,9 @@ def read_image(path):
         fail(f"cannot read the image {path} ({type(e).__name__})")
 
 
-def load_image_folder(root):
-    """root/{train,test}/<class>/<image>; returns {split: (uint8 (N,3,H,W), int64 (N,))}."""
+def load_image_folder(root, train_subset=0):
+    """root/{train,test}/<class>/<image>; returns {split: (uint8 (N,3,H,W), int64 (N,))}.
+    With train_subset N, only the first N training images (in the interleaved order) are decoded."""
     for split in ("train", "test"):
         if not os.path.isdir(os.path.join(root, split)):
             fail(f"{root} has no {split}/ folder (expected ImageFolder layout: {root}/{{train,test}}/<class>/<image>)")
@@ -175,16 +188,17 @@ def load_image_folder(root):
                 fail(f"{root}/{split}/{name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
             labels += [label] * len(found)
-        images = [read_image(f) for f in files]
-        size = images[0].size
-        arrays = [np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR)) for im in images]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
         y = torch.tensor(labels)
         # interleave the classes (one image of each in turn) so that --train-subset N is balanced
         counts = torch.bincount(y)
         rank = torch.arange(len(y)) - (counts.cumsum(0) - counts)[y]  # index of each image within its class
         order = torch.argsort(rank * len(counts) + y)
-        data[split] = (x[order], y[order])
+        if split == "train" and train_subset:
+            order = order[:train_subset]
+        images = [read_image(files[i]) for i in order.tolist()]
+        size = images[0].size
+        arrays = [np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR)) for im in images]
+        data[split] = (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), y[order])  # (N, 3, H, W), (N,)
     return data
 
 
@@ -205,7 +219,7 @@ def load_cifar10(root):
 def load_data(args):
     root = args.data_dir
     if os.path.isdir(os.path.join(root, "train")) or os.path.isdir(os.path.join(root, "test")):
-        data = load_image_folder(root)
+        data = load_image_folder(root, args.train_subset)
     elif os.path.isfile(root):
         fail(f"--data-dir {root!r} is a file, not a folder; {LOCAL_COPY_HINT}")
     else:
@@ -227,7 +241,7 @@ def per_image(mask):
     return mask.view(-1, 1, 1, 1)
 
 
-def crop_flip(x, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
+def crop_flip(x, size, scale=CROP_SCALE, ratio=(3 / 4, 4 / 3), tries=10):
     """Random resized crop + horizontal flip as one affine resampling, per image."""
     n = x.shape[0]
     area = torch.empty(n, tries, device=x.device).uniform_(*scale)
@@ -272,17 +286,22 @@ def adjust_hue(x, shift):
     return hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1, s, v)
 
 
-def color_jitter(x, p=0.8, strength=(0.4, 0.4, 0.4, 0.1)):
-    """ColorJitter(0.4, 0.4, 0.4, 0.1) with probability p, its four ops in a random order per image."""
-    n = x.shape[0]
-    on = torch.rand(n, device=x.device) < p
-    factors = []  # brightness, contrast, saturation, hue; identity (1, 1, 1, 0) where off
-    for j, s in enumerate(strength):
+def jitter_params(n, s, device, p=JITTER_P):
+    """Per image: the factors of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), applied with probability p,
+    and the order of its four ops. Returns factors (N, 4): brightness, contrast, saturation, hue
+    (identity 1, 1, 1, 0 where off), and order (N, 4): a random permutation per image."""
+    on = torch.rand(n, device=device) < p
+    factors = []
+    for j, width in enumerate((0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)):
         identity = 0.0 if j == 3 else 1.0
-        f = identity + s * (2 * torch.rand(n, device=x.device) - 1)
+        f = identity + width * (2 * torch.rand(n, device=device) - 1)
         factors.append(torch.where(on, f, identity))
-    factors = torch.stack(factors, 1)  # (N, 4)
-    order = torch.rand(n, 4, device=x.device).argsort(1)  # a random permutation per image
+    return torch.stack(factors, 1), torch.rand(n, 4, device=device).argsort(1)
+
+
+def color_jitter(x, strength=1.0):
+    """ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) with probability 0.8, its four ops in a random order per image."""
+    factors, order = jitter_params(x.shape[0], strength, x.device)
     for slot in range(4):
         op = order[:, slot]  # (N,) the op each image applies now
         f = per_image(factors.gather(1, op[:, None]).squeeze(1))
@@ -308,11 +327,11 @@ def gaussian_blur(x, p):
     return torch.where(per_image(torch.rand(n, device=x.device) < p), y.view(n, c, h, w), x)
 
 
-def augment(images, size, blur=0.0, solarize=0.0):
+def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0):
     """One random view per image: uint8 (N, 3, H, W) -> float (N, 3, size, size) in [0, 1]."""
     x = crop_flip(images.float() / 255, size)
-    x = color_jitter(x)
-    x = torch.where(per_image(torch.rand(len(x), device=x.device) < 0.2), gray(x).expand_as(x), x)
+    x = color_jitter(x, jitter)
+    x = torch.where(per_image(torch.rand(len(x), device=x.device) < GRAYSCALE_P), gray(x).expand_as(x), x)
     if blur:
         x = gaussian_blur(x, blur)
     if solarize:
@@ -332,14 +351,11 @@ def normalize(x):
 
 def two_views(images, args):
     """t1(x), t2(x): two independent augmentations of each image, normalised."""
-    return [normalize(augment(images, args.image_size, args.blur, args.solarize)) for _ in range(2)]
+    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize)) for _ in range(2)]
 
 
 # -----------------------------------------------------------------------------
 # Networks (App. C): encoder + projector = f_θ, predictor q_w, mean teacher f_ξ
-
-FEATURES, HIDDEN, PROJECTION = 512, 512, 128
-
 
 def resnet18(stem):
     net = torchvision.models.resnet18()
@@ -361,7 +377,7 @@ def small_cnn():
 
 def projector():
     return nn.Sequential(
-        nn.Linear(FEATURES, HIDDEN, bias=False),  # no bias: followed by BN (NOTES.md fact 1, caveat)
+        nn.Linear(FEATURES, HIDDEN, bias=False),  # no bias: followed by BN (its zero gradient is float noise that Adam amplifies)
         nn.BatchNorm1d(HIDDEN),
         nn.ReLU(inplace=True),
         nn.Linear(HIDDEN, PROJECTION),
@@ -371,6 +387,9 @@ def projector():
 def predictor(kind):
     if kind == "mlp":  # App. C: the projector's shape without BatchNorm
         return nn.Sequential(nn.Linear(PROJECTION, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, PROJECTION))
+    if kind == "mlp-bn":  # Sec. 3: "with batch normalization" (BYOL's predictor)
+        return nn.Sequential(nn.Linear(PROJECTION, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True),
+                             nn.Linear(HIDDEN, PROJECTION))
     if kind == "none":  # NP: q_w = I
         return nn.Identity()
     w = nn.Linear(PROJECTION, PROJECTION, bias=False)  # LP: q_w(z) = W z
@@ -380,33 +399,43 @@ def predictor(kind):
 
 
 def mirror_predictor(q):
-    """Negate q_w's last linear layer: q̃(z) = -q(z), so ẑ -> -ẑ (NOTES.md fact 1)."""
+    """Negate q_w's last linear layer: q̃(z) = -q(z), so ẑ -> -ẑ. Since ||-ẑ - ẑ'||² = 4 - ||ẑ - ẑ'||² on the
+    unit sphere, RAFT's loss at the mirrored weights is BYOL''s minus 4β: the two train as mirror images."""
     last = [m for m in q.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         for param in last.parameters():
             param.neg_()
 
 
+def build_encoder(encoder, stem):
+    return resnet18(stem) if encoder == "resnet18" else small_cnn()
+
+
 def build_model(args):
-    encoder = resnet18(args.stem) if args.encoder == "resnet18" else small_cnn()
-    model = nn.ModuleDict(dict(encoder=encoder, projector=projector(), predictor=predictor(args.predictor)))
+    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector(),
+                               predictor=predictor(args.predictor)))
     if args.mirror_init:
-        mirror_predictor(model.predictor)
+        mirror_predictor(model.predictor)  # draws nothing: a mirrored pair goes on to draw the same teacher
     return model
 
 
-def build_teacher(model):
-    """f_ξ: a copy of encoder + projector that only ever moves by eq. 4, never by gradients."""
-    teacher = copy.deepcopy(nn.ModuleDict(dict(encoder=model.encoder, projector=model.projector)))
+def build_teacher(model, args):
+    """f_ξ = encoder + projector, moved only by eq. 4, never by gradients."""
+    if args.teacher_init == "copy":
+        teacher = copy.deepcopy(nn.ModuleDict(dict(encoder=model.encoder, projector=model.projector)))
+    else:  # its own random initialisation, as the authors' code (--same-init False) and DeepMind's BYOL
+        teacher = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))
     return teacher.requires_grad_(False)
 
 
 def build(args):
     """Online network and teacher, on the device."""
-    model = build_model(args).to(args.device)
+    model = build_model(args)
+    teacher = build_teacher(model, args)
+    model, teacher = model.to(args.device), teacher.to(args.device)
     if args.device.startswith("cuda"):
-        model = model.to(memory_format=torch.channels_last)
-    return model, build_teacher(model)
+        model, teacher = model.to(memory_format=torch.channels_last), teacher.to(memory_format=torch.channels_last)
+    return model, teacher
 
 
 # -----------------------------------------------------------------------------
@@ -433,7 +462,7 @@ def align_loss(a, b):
     return sq_dist(a, b).mean()
 
 
-def uniform_loss(z, t=2.0):
+def uniform_loss(z, t=UNIFORM_T):
     """eq. 2: L_uniform = log E exp(-t ||f̂(x) - f̂(y)||²) over pairs of different rows."""
     z = F.normalize(fp32_or_wider(z), dim=-1)
     return torch.pdist(z).pow(2).mul(-t).exp().mean().log()
@@ -484,7 +513,8 @@ def ema_update(teacher, model, tau):
 
 
 def forward(model, teacher, x):
-    """x: (2N, 3, S, S), both views stacked. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (2N, 128)."""
+    """x: (B, 3, S, S), one BatchNorm batch. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (B, 128)."""
+    x = to_cuda_layout(x)
     h = model.encoder(x)
     with torch.no_grad():  # the teacher runs in train mode (batch statistics), as BYOL's target
         h_teacher = teacher.encoder(x)
@@ -502,22 +532,42 @@ def to_cuda_layout(x):
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
 
+def forward_views(model, teacher, v1, v2, args, fwd=forward):
+    """Both views through the networks. Returns p1, p2 = q_w(f_θ), z1, z2 = f_θ, t1, t2 = f_ξ, each (N, 128)."""
+    if args.bn_views == "per-view":  # each view its own batch of N: authors' code (gen_rep per view), BYOL
+        (p1, z1, t1), (p2, z2, t2) = fwd(model, teacher, v1), fwd(model, teacher, v2)
+        return p1, p2, z1, z2, t1, t2
+    p, z, t = fwd(model, teacher, torch.cat([v1, v2]))  # joint (a departure): one batch of 2N, (2N, 128) each
+    return *p.chunk(2), *z.chunk(2), *t.chunk(2)
+
+
+METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors"]
+
+
+def table_metrics(p1, p2, z1):
+    """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
+    align, uniform: eqs. 1 and 2 as printed, over the batch; L_uniform over all pairs of view 1's projector outputs.
+    align_authors, uniform_authors: as the authors' code logs them (models/main/raft.py@74d51b9, register_reps,
+    estimate_align, estimate_uniform): the first 64 samples; L_align as a mean over the D dimensions (||·||²/D);
+    L_uniform of the normalised PREDICTOR outputs over consecutive pairs (i, i + 1), averaged over the two views."""
+    a, b = p1[:LOG_SAMPLES], p2[:LOG_SAMPLES]
+    consecutive = lambda p: sq_dist(p[:-1], p[1:]).mul(-UNIFORM_T).exp().mean().log()
+    return align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1], (consecutive(a) + consecutive(b)) / 2
+
+
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
-    """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns (loss, align, uniform) on the device.
+    """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns the METRICS of the step, on the device.
     With opt=None it only measures: no gradient, no update (Rand-Baseline, --epochs 0)."""
-    n = len(v1)
-    x = to_cuda_layout(torch.cat([v1, v2]))  # (2N, 3, S, S); one batch, so BatchNorm sees both views (the paper leaves this open)
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp), torch.set_grad_enabled(opt is not None):
-        p, z, t = fwd(model, teacher, x)
-    p1, p2, t1, t2 = *p.split(n), *t.split(n)
+    with torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp), torch.set_grad_enabled(opt is not None):
+        p1, p2, z1, z2, t1, t2 = forward_views(model, teacher, v1, v2, args, fwd)
     loss = objective(p1, p2, t1, t2, args)
     if opt is not None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         ema_update(teacher, model, tau)
-    with torch.no_grad():  # Table 1's metrics: L_align(q∘f_θ), L_uniform(f_θ) on the projector output
-        return torch.stack([loss.detach(), align_loss(p1, p2), uniform_loss(z[:n])])
+    with torch.no_grad():
+        return torch.stack([loss.detach(), *table_metrics(p1, p2, z1)])
 
 
 def make_optimizer(model, args):
@@ -591,6 +641,18 @@ def load_checkpoint(path, model, teacher, opt, args):
     return ckpt["epoch"], ckpt["history"], ckpt["seconds"]
 
 
+def table_values(history):
+    """Tables 1 and 3 report L_align and L_uniform as the mean over the last 10 epochs of training (Table 1 caption)."""
+    last = history[-10:]
+    return {k: sum(r[k] for r in last) / len(last) for k in METRICS[1:]}
+
+
+def save_weights(model, teacher, args):
+    """OUT.pt: the trained networks and the configuration (README: loading the encoder)."""
+    weights = {name: module.state_dict() for name, module in model.items()}
+    save_atomically(dict(**weights, teacher=teacher.state_dict(), config=vars(args)), args.out + ".pt")
+
+
 def log_row(row, header=False):
     cols = ["epoch", "loss", "align", "uniform", "knn_acc", "images_per_s", "seconds", "eta_s"]
     if header:
@@ -603,9 +665,13 @@ def log_row(row, header=False):
 
 
 def train(model, teacher, data, args):
-    """Algorithm 1 for args.epochs epochs; resumable from OUT.ckpt. Returns the per-epoch history."""
+    """Algorithm 1 for args.epochs epochs; resumable from OUT.ckpt. Returns the per-epoch history and the seconds.
+    --epochs 0 (Rand-Baseline) makes one pass that only measures, on copies of the networks, so that the probe sees
+    the encoder exactly as initialised, BatchNorm statistics included (the authors' eval.py --eval-mode rand)."""
     images = data["train"][0]
-    opt = make_optimizer(model, args)
+    if args.epochs == 0:
+        model, teacher = copy.deepcopy(model), copy.deepcopy(teacher)
+    opt = make_optimizer(model, args) if args.epochs else None
     fwd = torch.compile(forward) if args.compile else forward
     ckpt_path = args.out + ".ckpt"
     start, history, seconds = 0, [], 0.0
@@ -615,21 +681,20 @@ def train(model, teacher, data, args):
     steps = len(images) // args.batch_size  # the last partial batch is dropped
     total_steps = max(args.epochs, 1) * steps
     session_start = time.perf_counter()
-    for epoch in range(start, max(args.epochs, 1)):  # --epochs 0: one measuring pass, no updates
+    for epoch in range(start, max(args.epochs, 1)):
         t0 = time.perf_counter()
         perm = torch.randperm(len(images), device=images.device)
-        sums = torch.zeros(3, device=images.device)
+        sums = torch.zeros(len(METRICS), device=images.device)
         for i in range(steps):
             v1, v2 = two_views(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], args)
             tau = tau_at(epoch * steps + i, total_steps, args)
-            sums += train_step(model, teacher, opt if args.epochs else None, v1, v2, args, tau, fwd)
-        loss, align, uniform = (sums / steps).tolist()  # the one host sync per epoch
+            sums += train_step(model, teacher, opt, v1, v2, args, tau, fwd)
+        means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
         dt = time.perf_counter() - t0
         seconds += dt
-        if not all(map(math.isfinite, (loss, align, uniform))):
-            fail(f"the loss became {loss} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
-        row = dict(epoch=epoch + 1, loss=loss, align=align, uniform=uniform,
-                   images_per_s=steps * args.batch_size / dt, seconds=seconds,
+        if not all(map(math.isfinite, means.values())):
+            fail(f"the loss became {means['loss']} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
+        row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds,
                    eta_s=(time.perf_counter() - session_start) / (epoch + 1 - start) * max(args.epochs - epoch - 1, 0))
         if args.knn_every and (epoch + 1) % args.knn_every == 0:
             row["knn_acc"] = knn_accuracy(model.encoder, data, args)
@@ -643,19 +708,20 @@ def train(model, teacher, data, args):
 
 
 # -----------------------------------------------------------------------------
-# Linear evaluation (App. C): frozen encoder, un-augmented images, linear classifier
-
-EVAL_BATCH = 256  # the paper leaves it open
+# Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
 
 
 @torch.no_grad()
-def features(encoder, images, args):
-    """Frozen encoder features (N, 512) of un-augmented images resized to --image-size."""
+def features(encoder, images, args, crop=False):
+    """Frozen encoder features (N, 512), BatchNorm in eval mode, of images resized to --image-size, or
+    with crop=True of a random resized crop + flip of each (the authors' probe training set)."""
     was_training = encoder.training
     encoder.eval()
     out = []
-    for chunk in images.split(512):
-        x = to_cuda_layout(normalize(F.interpolate(chunk.float() / 255, size=args.image_size, mode="bilinear", align_corners=False)))
+    for chunk in images.split(PROBE_BATCH):
+        x = chunk.float() / 255
+        x = crop_flip(x, args.image_size) if crop else F.interpolate(x, size=args.image_size, mode="bilinear", align_corners=False)
+        x = to_cuda_layout(normalize(x))
         with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
             out.append(encoder(x).float())
     encoder.train(was_training)
@@ -674,25 +740,30 @@ def knn_accuracy(encoder, data, args, k=20, temperature=0.07):
     return (votes.argmax(1) == yte[:2000]).float().mean().item() * 100
 
 
-def classifier_epoch(clf, opt, feats, labels):
-    for idx in torch.randperm(len(feats), device=feats.device).split(EVAL_BATCH):
-        loss = F.cross_entropy(clf(feats[idx]), labels[idx])
+def probe_epoch(clf, opt, encoder, images, labels, feats, args):
+    """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
+    training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
+    for idx in torch.randperm(len(labels), device=labels.device).split(PROBE_BATCH):
+        f = features(encoder, images[idx], args, crop=True) if feats is None else feats[idx]
+        loss = F.cross_entropy(clf(f), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
 
 def linear_eval(encoder, data, args):
-    """Test accuracy (%) of a linear classifier trained with Adam on frozen features."""
+    """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    ftr, fte = features(encoder, xtr, args), features(encoder, xte, args)
-    classes = int(max(ytr.max(), yte.max())) + 1
-    clf = nn.Linear(ftr.shape[1], classes).to(ftr.device)
+    fte = features(encoder, xte, args)  # test images are never augmented
+    ftr = features(encoder, xtr, args) if args.probe == "features" else None
+    clf = nn.Linear(FEATURES, int(max(ytr.max(), yte.max())) + 1).to(fte.device)
     opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
+    accs = []
     for _ in range(args.eval_epochs):
-        classifier_epoch(clf, opt, ftr, ytr)
-    with torch.no_grad():
-        return (clf(fte).argmax(1) == yte).float().mean().item() * 100
+        probe_epoch(clf, opt, encoder, xtr, ytr, ftr, args)
+        with torch.no_grad():
+            accs.append((clf(fte).argmax(1) == yte).float().mean() * 100)
+    return torch.stack(accs).tolist()
 
 
 # -----------------------------------------------------------------------------
@@ -785,13 +856,16 @@ def benchmark(args):
     best = 1 / (1 / best + 1 / rows["augment_batched_images_per_s"])  # a training image: augmentation + step
 
     n_train, n_test = args.train_subset or 50000, 10000  # CIFAR-10
-    s = timed(lambda: features(model.encoder, batch(), args), args.device, reps)
-    rows["eval_features_s"] = s / b * (n_train + n_test)
+    plain = timed(lambda: features(model.encoder, batch(), args), args.device, reps) / b  # seconds per image
+    cropped = timed(lambda: features(model.encoder, batch(), args, crop=True), args.device, reps) / b
     feats, labels = torch.randn(n_train, FEATURES, device=args.device), torch.randint(0, 10, (n_train,), device=args.device)
     clf = nn.Linear(FEATURES, 10).to(args.device)
     clf_opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
-    rows["eval_classifier_s"] = timed(lambda: classifier_epoch(clf, clf_opt, feats, labels), args.device, 1) * args.eval_epochs
-    rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows["eval_features_s"] + rows["eval_classifier_s"]) / 60  # no kNN monitor
+    classifier = timed(lambda: probe_epoch(clf, clf_opt, None, None, labels, feats, args), args.device, 1)
+    rows["probe_features_s"] = plain * (n_train + n_test) + args.eval_epochs * classifier
+    rows["probe_augmented_s"] = plain * n_test + args.eval_epochs * (cropped * n_train + classifier)
+    probe = rows[f"probe_{args.probe}_s"]
+    rows["full_run_estimate_min"] = (args.epochs * n_train / best + probe) / 60  # with --probe, without the kNN monitor
 
     setup = f"{args.image_size} px, batch {b}, {args.encoder}/{args.stem}, amp={args.amp}, {describe_device(args.device)}"
     print(f"benchmark: {setup}")
@@ -813,6 +887,7 @@ RUNS = {  # run name -> flags
     **{f"tan{short}-lp": f"--loss {loss} --predictor linear --tangent"
        for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]},
     "byol-lpi": "--loss byol --predictor linear-identity",
+    "byol-mlpbn": "--loss byol --predictor mlp-bn",
     **{f"raft-{pred}-b{b}": f"--loss raft --predictor {flag} --beta {b}"
        for pred, flag, betas in [("mlp", "mlp", ["0.1", "10"]), ("lp", "linear", ["0.1", "10"]), ("np", "none", ["10", "100"])]
        for b in betas},
@@ -837,6 +912,7 @@ TABLE1 = [
     ("TanBYOL'-LP", "W", 1, 1, "tanbyolp-lp", "67.66 ± 0.76", 7.52e-4, -2.19),
     ("TanRAFT-LP", "W", 1, -1, "tanraft-lp", "69.31 ± 0.87", 7.61e-4, -2.13),
     ("BYOL-LPI (Fig. 4)", "W = I at init", "", "", "byol-lpi", None, None, None),
+    ("BYOL (Sec. 3)", "MLP with BN", "", "", "byol-mlpbn", "68.08 ± 0.84", None, None),
 ]
 TABLE3 = [
     ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 7.81e-3, -0.51),
@@ -874,43 +950,81 @@ def mean_std(values, fmt="{:.2f}"):
     return f"{fmt.format(v.mean().item())} ± {fmt.format(v.std().item())}"
 
 
+TABLE_NOTE = ("Linear acc.: test accuracy, mean of the last 10 probe epochs (as the authors' eval.py reports). "
+              "Each (paper) column stands beside ours in the form it most likely uses, the authors' logging "
+              "(first 64 samples, L_align as ||·||²/D, L_uniform of q∘f_θ over consecutive pairs); eq. 1 and eq. 2 "
+              "give ours as printed in the paper (L_uniform of f_θ over all pairs). All: mean of the last 10 epochs.")
+
+
 def table_markdown(title, rows, runs):
-    lines = [f"## {title}", "",
-             "| model | q_w | α | β | seeds | epochs | linear acc. % (ours) | (paper) | L_align (ours) | (paper) | L_uniform (ours) | (paper) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"## {title}", "", TABLE_NOTE, "",
+             "| model | q_w | α | β | seeds | epochs | linear acc. % (ours) | (paper) | L_align, authors' log (ours) | (paper) "
+             "| L_align, eq. 1 (ours) | L_uniform, authors' log (ours) | (paper) | L_uniform, eq. 2 (ours) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, q, a, b, name, acc, align, uniform in rows:
         res = runs.get(name, [])
         paper = [acc or "-", "-" if align is None else f"{align:.2e}", "-" if uniform is None else f"{uniform:g}"]
         if res:
             epochs = ", ".join(sorted({str(r["config"]["epochs"]) for r in res}))
-            ours = [mean_std([r["linear_acc"] for r in res]), mean_std([r["align"] for r in res], "{:.2e}"),
-                    mean_std([r["uniform"] for r in res])]
+            ours = [mean_std([r[k] for r in res], fmt) for k, fmt in
+                    [("linear_acc_last10", "{:.2f}"), ("align_authors", "{:.2e}"), ("align", "{:.2e}"),
+                     ("uniform_authors", "{:.2f}"), ("uniform", "{:.2f}")]]
             seeds = str(len(res))
         else:
-            epochs, seeds, ours = "-", "0", ["missing"] * 3
-        lines.append(f"| {label} | {q} | {a} | {b} | {seeds} | {epochs} | {ours[0]} | {paper[0]} | {ours[1]} | {paper[1]} | {ours[2]} | {paper[2]} |")
+            epochs, seeds, ours = "-", "0", ["missing"] * 5
+        lines.append(f"| {label} | {q} | {a} | {b} | {seeds} | {epochs} | {ours[0]} | {paper[0]} | {ours[1]} | {paper[1]} "
+                     f"| {ours[2]} | {ours[3]} | {paper[2]} | {ours[4]} |")
     return "\n".join(lines) + "\n"
+
+
+def rel_gap(x, y):
+    return abs(x - y) / max((abs(x) + abs(y)) / 2, 1e-30)
 
 
 def mirror_markdown(runs):
-    lines = ["## BYOL' vs RAFT from mirrored initialisations (same seed; NOTES.md fact 1)", "",
-             "| q_w | seed | acc. BYOL' | acc. RAFT (mirror) | L_align BYOL' | L_align RAFT | L_uniform BYOL' | L_uniform RAFT | max per-epoch abs diff of L_align |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["## BYOL' vs RAFT from mirrored initialisations (same seed)", "",
+             "Negating the predictor's last layer turns BYOL''s loss into RAFT's minus 4β, so in exact arithmetic the "
+             "pair follows one trajectory (test_raft.py shows it in float64). In float32 the two round differently and "
+             "training amplifies the difference: a pair agrees in distribution, not run by run. The gap columns "
+             "(relative difference of the epoch's L_align) show how far the pair drifts; the last column is the gap "
+             "between two seeds of BYOL' at the last epoch, for scale.", "",
+             "| q_w | seed | acc. BYOL' | acc. RAFT (mirror) | L_align BYOL' | L_align RAFT | L_uniform BYOL' | L_uniform RAFT "
+             "| gap, epoch 1 | gap, last epoch | gap, two BYOL' seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for q, plain, mirrored in MIRROR:
         by_seed = {r["config"]["seed"]: r for r in runs.get(mirrored, [])}
-        pairs = [(r, by_seed.get(r["config"]["seed"])) for r in runs.get(plain, [])]
+        plain_runs = runs.get(plain, [])
+        seeds = f"{rel_gap(plain_runs[0]['history'][-1]['align'], plain_runs[1]['history'][-1]['align']):.1e}" if len(plain_runs) > 1 else "-"
+        pairs = [(r, by_seed.get(r["config"]["seed"])) for r in plain_runs]
         for a, b in [p for p in pairs if p[1] is not None] or [(None, None)]:
             if a is None:
-                lines.append(f"| {q} | - | missing | missing | missing | missing | missing | missing | missing |")
+                lines.append(f"| {q} | - | missing | missing | missing | missing | missing | missing | missing | missing | {seeds} |")
                 continue
-            gap = max(abs(x["align"] - y["align"]) for x, y in zip(a["history"], b["history"]))
-            lines.append(f"| {q} | {a['config']['seed']} | {a['linear_acc']:.2f} | {b['linear_acc']:.2f} | {a['align']:.3e} | {b['align']:.3e} "
-                         f"| {a['uniform']:.3f} | {b['uniform']:.3f} | {gap:.2e} |")
+            first, last = (rel_gap(a["history"][i]["align"], b["history"][i]["align"]) for i in (0, -1))
+            lines.append(f"| {q} | {a['config']['seed']} | {a['linear_acc_last10']:.2f} | {b['linear_acc_last10']:.2f} "
+                         f"| {a['align']:.3e} | {b['align']:.3e} | {a['uniform']:.3f} | {b['uniform']:.3f} "
+                         f"| {first:.1e} | {last:.1e} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 
+FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol-np"), ("BYOL-LPI", "byol-lpi")]
+FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10"), ("β = 100", "byolp-np-b100")]),
+           ("(b) RAFT-NP", [("β = 1", "raft-np"), ("β = 10", "raft-np-b10"), ("β = 100", "raft-np-b100")]),
+           ("(c) RAFT-LP", [("β = 0.1", "raft-lp-b0.1"), ("β = 1", "raft-lp"), ("β = 10", "raft-lp-b10")])]
+
+
+def plot_curve(ax, results, key, label, log=False):
+    """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band."""
+    epochs = [r["epoch"] for r in results[0]["history"]]
+    v = torch.tensor([[r[key] for r in res["history"]] for res in results], dtype=torch.float64)  # (seeds, epochs)
+    mean = v.clamp_min(1e-30).log().mean(0).exp() if log else v.mean(0)
+    line, = ax.plot(epochs, mean, label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
+    if len(results) > 1:
+        ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
+
+
 def plot_figures(runs, results_dir):
-    """Figures 4 and 5 (first seed of each run), when matplotlib is installed."""
+    """Figures 4 and 5 from the results files, when matplotlib is installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -918,26 +1032,33 @@ def plot_figures(runs, results_dir):
     except ImportError:
         print("matplotlib is not installed: no figures")
         return
-    figures = {"figure4.png": ["byol-mlp", "byol-lp", "byol-np", "byol-lpi"],
-               "figure5.png": ["byolp-np", "byolp-np-b10", "byolp-np-b100", "raft-np", "raft-np-b10", "raft-np-b100",
-                               "raft-lp-b0.1", "raft-lp", "raft-lp-b10"]}
-    for filename, names in figures.items():
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-        for name in names:
-            if name not in runs:
-                continue
-            h = runs[name][0]["history"]
-            axes[0].plot([r["epoch"] for r in h], [r["align"] for r in h], ".-", label=name)
-            axes[1].plot([r["epoch"] for r in h], [r["uniform"] for r in h], ".-", label=name)
-            knn = [r for r in h if "knn_acc" in r]
-            axes[2].plot([r["epoch"] for r in knn], [r["knn_acc"] for r in knn], ".-", label=name)
-        for ax, title in zip(axes, ["L_align(q∘f_θ)", "L_uniform(f_θ)", "kNN accuracy %"]):
-            ax.set_title(title)
-            ax.set_xlabel("epoch")
-        axes[0].set_yscale("log")
-        axes[2].legend(fontsize=7)
-        fig.savefig(os.path.join(results_dir, filename), dpi=100, bbox_inches="tight")
-        plt.close(fig)
+    panels = [("loss", "training loss", False), ("align", "L_align(q∘f_θ), eq. 1", True), ("uniform", "L_uniform(f_θ), eq. 2", False)]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for label, name in FIGURE4:
+        for ax, (key, _, log) in zip(axes, panels):
+            if runs.get(name):
+                plot_curve(ax, runs[name], key, label, log)
+    for ax, (_, title, log) in zip(axes, panels):
+        ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
+    fig.suptitle("Figure 4: BYOL with each predictor (mean over seeds, band: min to max)")
+    fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8), sharex=True)
+    for col, (title, curves) in enumerate(FIGURE5):
+        for label, name in curves:
+            if runs.get(name):
+                plot_curve(axes[0, col], runs[name], "align", label, log=True)
+                plot_curve(axes[1, col], runs[name], "uniform", label)
+        axes[0, col].set(title=title, yscale="log", ylabel="L_align(q∘f_θ), eq. 1")
+        axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")
+        if axes[0, col].get_legend_handles_labels()[0]:
+            axes[0, col].legend()
+    fig.suptitle("Figure 5: β in BYOL' and RAFT (mean over seeds, band: min to max)")
+    fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def write_tables(results_dir):
@@ -990,17 +1111,18 @@ def main(argv=None):
           f"{len(data['train'][1])} training images, {args.epochs} epochs")
 
     history, train_seconds = train(model, teacher, data, args)
-    last = history[-10:]  # the table metrics: mean of the last 10 epochs (Table 1 caption)
     t0 = time.perf_counter()
-    acc = linear_eval(model.encoder, data, args)
+    accs = linear_eval(model.encoder, data, args)
     eval_seconds = time.perf_counter() - t0
     result = dict(config=vars(args), versions=versions(), device=describe_device(args.device), history=history,
-                  align=sum(r["align"] for r in last) / len(last), uniform=sum(r["uniform"] for r in last) / len(last),
-                  linear_acc=acc, seconds=dict(train=train_seconds, eval=eval_seconds))
+                  **table_values(history), linear_acc=accs[-1], linear_acc_last10=sum(accs[-10:]) / len(accs[-10:]),
+                  probe_history=accs, seconds=dict(train=train_seconds, eval=eval_seconds))
+    save_weights(model, teacher, args)
     save_atomically(result, args.out, save=write_json)
     if os.path.exists(args.out + ".ckpt"):
-        os.remove(args.out + ".ckpt")  # the results file now holds everything the checkpoint was for
-    print(f"linear accuracy {acc:.2f}%  L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}")
+        os.remove(args.out + ".ckpt")  # the results file and OUT.pt now hold everything the checkpoint was for
+    print(f"linear accuracy {accs[-1]:.2f}% (mean of the last 10 probe epochs {result['linear_acc_last10']:.2f}%)  "
+          f"L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}, {args.out}.pt")
     return result
 
 

@@ -1,63 +1,96 @@
 #!/usr/bin/env bash
-# Reproduce Tables 1 and 3 of the RAFT paper, plus the BYOL'/RAFT mirror experiment, on one GPU.
+# Reproduce Tables 1 and 3 of the RAFT paper, plus the BYOL'/RAFT mirror experiment.
 #
-#   bash run_all.sh                      # every row, 3 seeds, 300 epochs (the paper's setup)
-#   QUICK=1 bash run_all.sh              # reduced profile: 1 seed, 64 px, 10 epochs, 4 runs at a time
-#   EPOCHS=1 TRAIN_SUBSET=500 SEEDS=1 ARGS="--encoder small --image-size 16 --eval-epochs 5 --knn-every 0" \
-#     bash run_all.sh                    # CPU smoke run (the accuracies mean nothing)
+#   bash run_all.sh                      # the paper's setup: every row, 3 seeds, 300 epochs, ResNet18 at 96 px
+#   PROFILE=quick bash run_all.sh        # a GPU check: 1 seed, 64 px, 10 epochs, 4 runs at a time
+#   PROFILE=cpu bash run_all.sh          # a laptop: the small encoder at 32 px on 5,000 images, 2 seeds (README, "What a CPU shows")
+#   GPUS=0,1,2,3 JOBS=2 bash run_all.sh  # spread the runs over 4 GPUs, 2 at a time on each
+#   PRINT=1 bash run_all.sh              # print one self-contained command per run (for a cluster), run nothing
 #
-# Knobs (environment): EPOCHS, SEEDS (seeds 0..SEEDS-1), JOBS (runs in parallel on one GPU),
-# DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), QUICK=1, ARGS (extra raft.py flags for every run),
-# PYTHON (the interpreter, default python). Every run is started with --resume: raft.py skips
-# it if OUT_DIR/<run>-s<seed>.json is finished with the same settings, resumes it from its
-# checkpoint if interrupted, and refuses a finished file made with other settings. A failed
-# run does not stop the others; it is listed at the end and the script exits 1.
-# Tables: OUT_DIR/table1.md, table3.md, mirror.md.
+# Knobs (environment): PROFILE (paper, quick, cpu), EPOCHS, SEEDS (seeds 0..SEEDS-1), JOBS (runs
+# at a time, per GPU with GPUS), GPUS (comma-separated CUDA devices; runs are dealt to them
+# round-robin), THREADS (CPU threads per run), RUNS (comma-separated run names; default all,
+# see python raft.py --list-runs), DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), ARGS (extra
+# raft.py flags for every run), PYTHON (the interpreter), PRINT=1. QUICK=1 is PROFILE=quick.
+# Every run is started with --resume: raft.py skips it if OUT_DIR/<run>-s<seed>.json is
+# finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
+# a finished file made with other settings. A failed run does not stop the others; it is
+# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md.
 set -uo pipefail
 
-QUICK=${QUICK:-0}
-if [ "$QUICK" = 1 ]; then
-  EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-4}; OUT_DIR=${OUT_DIR:-results/quick}
-  PROFILE="--image-size 64 --eval-epochs 20 --knn-every 2"
-else
-  EPOCHS=${EPOCHS:-300}; SEEDS=${SEEDS:-3}; JOBS=${JOBS:-1}; OUT_DIR=${OUT_DIR:-results}
-  PROFILE=""
-fi
+[ "${QUICK:-0}" = 1 ] && PROFILE=${PROFILE:-quick}
+PROFILE=${PROFILE:-paper}
+case "$PROFILE" in
+  paper) EPOCHS=${EPOCHS:-300}; SEEDS=${SEEDS:-3}; JOBS=${JOBS:-1}; OUT_DIR=${OUT_DIR:-results}; THREADS=${THREADS:-}
+         TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="" ;;
+  quick) EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-4}; OUT_DIR=${OUT_DIR:-results/quick}; THREADS=${THREADS:-}
+         TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="--image-size 64 --eval-epochs 20 --knn-every 2" ;;
+  # the CPU profile: README, "What a CPU shows", says why each departure still tests the claims
+  cpu)   EPOCHS=${EPOCHS:-7}; SEEDS=${SEEDS:-2}; JOBS=${JOBS:-2}; OUT_DIR=${OUT_DIR:-results/cpu}; THREADS=${THREADS:-1}
+         TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; SETUP="--encoder small --image-size 32 --probe features --knn-every 0 --device cpu" ;;
+  *) echo "run_all.sh: error: PROFILE must be paper, quick or cpu, not '$PROFILE'" >&2; exit 2 ;;
+esac
 DATA_DIR=$(realpath -m "${DATA_DIR:-data}")  # paths as the user meant them, before the cd below
 OUT_DIR=$(realpath -m "$OUT_DIR")
-TRAIN_SUBSET=${TRAIN_SUBSET:-0}
 ARGS=${ARGS:-}
 PYTHON=${PYTHON:-python}
+GPUS=${GPUS:-}
+RUNS=${RUNS:-}
+PRINT=${PRINT:-0}
 cd "$(dirname "$0")"
+RAFT=$(pwd)/raft.py
+
+# every run as one line: NAME SEED FLAGS...
+runs=$($PYTHON "$RAFT" --list-runs) || exit 1
+queue=()
+while IFS=$'\t' read -r name flags; do
+  if [ -n "$RUNS" ] && [[ ",$RUNS," != *",$name,"* ]]; then continue; fi
+  for ((seed = 0; seed < SEEDS; seed++)); do queue+=("$name $seed $flags"); done
+done <<< "$runs"
+[ ${#queue[@]} -gt 0 ] || { echo "run_all.sh: error: no run matches RUNS='$RUNS' (python raft.py --list-runs)" >&2; exit 2; }
+
+command_for() {  # the self-contained command of one queue entry; the run's own flags last, so that e.g. --epochs 0 wins
+  local name=$1 seed=$2; shift 2
+  local argv=("$RAFT" --data-dir "$DATA_DIR" --epochs "$EPOCHS" --train-subset "$TRAIN_SUBSET" $SETUP $ARGS
+              --seed "$seed" --out "$OUT_DIR/$name-s$seed.json" --resume "$@")
+  printf '%s' "${THREADS:+OMP_NUM_THREADS=$THREADS }$PYTHON"
+  printf ' %q' "${argv[@]}"
+  echo
+}
+
+if [ "$PRINT" = 1 ]; then
+  for entry in "${queue[@]}"; do command_for $entry; done
+  exit 0
+fi
 
 mkdir -p "$OUT_DIR/logs"
 failed="$OUT_DIR/failed.txt"
 : > "$failed"
 
-run() {  # run NAME SEED FLAGS...
-  local name=$1 seed=$2; shift 2
-  local out="$OUT_DIR/$name-s$seed.json" log="$OUT_DIR/logs/$name-s$seed.log"
-  echo "run      $name seed $seed (log: $log)"
-  # the run's own flags come last, so that e.g. Rand-Baseline's --epochs 0 wins
-  if ! $PYTHON raft.py --data-dir "$DATA_DIR" --epochs "$EPOCHS" --train-subset "$TRAIN_SUBSET" $PROFILE $ARGS \
-       --seed "$seed" --out "$out" --resume "$@" >"$log" 2>&1; then
+run() {  # run GPU NAME SEED FLAGS...
+  local gpu=$1 name=$2 seed=$3
+  local log="$OUT_DIR/logs/$name-s$seed.log"
+  echo "run      $name seed $seed${gpu:+ on GPU $gpu} (log: $log)"
+  if ! env ${gpu:+CUDA_VISIBLE_DEVICES=$gpu} bash -c "$(command_for "${@:2}")" >"$log" 2>&1; then
     echo "$name seed $seed: $(tail -n 1 "$log")" >> "$failed"
     echo "FAILED   $name seed $seed (see $log)"
   fi
 }
 
-runs=$($PYTHON raft.py --list-runs) || exit 1
-first=1
-while IFS=$'\t' read -r name flags; do
-  for ((seed = 0; seed < SEEDS; seed++)); do
-    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-    run "$name" "$seed" $flags &
-    if [ "$first" = 1 ]; then wait; first=0; fi  # alone: a CIFAR-10 download happens once
+IFS=, read -r -a gpus <<< "$GPUS"
+workers=$(( JOBS * (${#gpus[@]} > 0 ? ${#gpus[@]} : 1) ))
+worker() {  # worker W runs queue entries W, W + workers, ... one after another, so entry I runs on GPU I mod #GPUs
+  local w=$1 gpu=""
+  [ ${#gpus[@]} -gt 0 ] && gpu=${gpus[$((w % ${#gpus[@]}))]}
+  for ((i = w; i < ${#queue[@]}; i += workers)); do
+    [ "$i" -gt 0 ] && run "$gpu" ${queue[$i]}
   done
-done <<< "$runs"
+}
+run "${gpus[0]:-}" ${queue[0]}  # alone: a CIFAR-10 download happens once
+for ((w = 0; w < workers; w++)); do worker "$w" & done
 wait
 
-if $PYTHON raft.py --tables "$OUT_DIR" > /dev/null; then
+if $PYTHON "$RAFT" --tables "$OUT_DIR" > /dev/null; then
   echo "tables: $OUT_DIR/table1.md $OUT_DIR/table3.md $OUT_DIR/mirror.md"
 else
   echo "writing the tables failed" >> "$failed"

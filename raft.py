@@ -98,6 +98,7 @@ def get_args(argv=None):
     g.add_argument("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+    g.add_argument("--cuda-graph", action="store_true", help="on CUDA, capture the whole step (augmentation, forwards, loss, backward, Adam, EMA, metrics) as one CUDA graph; opt-in until checked on a GPU (README, Speed)")
 
     g = p.add_argument_group("tools (instead of training)")
     g.add_argument("--benchmark", action="store_true", help="measure augmentation and training-step speed, MFU and the time of a full run")
@@ -120,6 +121,7 @@ def get_args(argv=None):
         (args.loss != "byol" or (args.alpha, args.beta) == (1.0, 1.0), "--alpha and --beta weight eqs. 6 and 8: use them with --loss byol-prime or raft"),
         (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor (there is no last layer to negate)"),
         (not (args.encoder == "small" and args.stem != "imagenet"), "--stem applies to ResNet18 only"),
+        (not args.cuda_graph or args.tau_schedule == "constant", "--cuda-graph needs --tau-schedule constant (τ is captured in the graph)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -131,6 +133,8 @@ def get_args(argv=None):
         torch.empty(0, device=args.device)
     except (RuntimeError, AssertionError) as e:
         fail(f"device {args.device!r} is not usable: {str(e).splitlines()[0]}")
+    if args.cuda_graph and not args.device.startswith("cuda"):
+        fail("--cuda-graph needs a CUDA device")
     if args.amp is None:
         args.amp = args.device.startswith("cuda")
     if args.out is None and not args.benchmark:
@@ -558,7 +562,9 @@ def table_metrics(p1, p2, z1):
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
     """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns the METRICS of the step, on the device.
     With opt=None it only measures: no gradient, no update (Rand-Baseline, --epochs 0)."""
-    with torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp), torch.set_grad_enabled(opt is not None):
+    # autocast's weight cache cannot live across CUDA graph replays (PyTorch's CUDA graphs notes)
+    autocast = torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp, cache_enabled=not args.cuda_graph)
+    with autocast, torch.set_grad_enabled(opt is not None):
         p1, p2, z1, z2, t1, t2 = forward_views(model, teacher, v1, v2, args, fwd)
     loss = objective(p1, p2, t1, t2, args)
     if opt is not None:
@@ -571,7 +577,61 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
 
 
 def make_optimizer(model, args):
-    return torch.optim.Adam(model.parameters(), lr=args.lr, fused=args.device.startswith("cuda"))
+    cuda = args.device.startswith("cuda")
+    return torch.optim.Adam(model.parameters(), lr=args.lr, fused=cuda, capturable=cuda and args.cuda_graph)
+
+
+def make_step(model, teacher, opt, args, image_shape, fwd=forward):
+    """The epoch loop's step: step(images, tau) makes two views of a uint8 batch, runs train_step and adds its
+    METRICS to sums, a device tensor read (and zeroed) once per epoch. The batch is copied into a static buffer,
+    so that with --cuda-graph the whole step, augmentation, both views' forwards, loss, backward, Adam, EMA update
+    and sums, is one CUDA graph replayed on that buffer: one launch per step instead of several hundred."""
+    sums = torch.zeros(len(METRICS), device=args.device)
+    static = torch.zeros((args.batch_size, *image_shape), dtype=torch.uint8, device=args.device)
+
+    def body(tau):
+        v1, v2 = two_views(static, args)
+        sums.add_(train_step(model, teacher, opt, v1, v2, args, tau, fwd))
+
+    def eager(images, tau):
+        static.copy_(images)
+        body(tau)
+
+    if not args.cuda_graph:
+        return eager, sums
+    graph = capture(lambda: body(args.tau), model, teacher, opt, sums)  # τ is part of the graph: constant schedule
+
+    def replay(images, tau):
+        static.copy_(images)
+        graph.replay()
+    return replay, sums
+
+
+def capture(body, model, teacher, opt, sums):
+    """Record body() as a CUDA graph. A few warm-up steps run first, on a side stream, so that Adam's state,
+    cuDNN's autotuning and the allocator settle (the CUDA graphs notes in the PyTorch docs); then every
+    parameter, buffer and optimiser state is put back, so the run goes on from where it was."""
+    tensors = [*model.parameters(), *model.buffers(), *teacher.parameters(), *teacher.buffers()]
+    saved = [t.detach().clone() for t in tensors]
+    saved_opt = {(p, k): v.clone() for p, state in opt.state.items() for k, v in state.items() if torch.is_tensor(v)}
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            body()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for t, s in zip(tensors, saved):
+            t.copy_(s)
+        for p, state in opt.state.items():
+            for k, v in state.items():
+                if torch.is_tensor(v):
+                    v.copy_(saved_opt[p, k]) if (p, k) in saved_opt else v.zero_()  # a fresh Adam's state is zero
+        sums.zero_()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph
 
 
 def config_of(args):
@@ -678,17 +738,16 @@ def train(model, teacher, data, args):
     if args.resume and os.path.exists(ckpt_path):
         start, history, seconds = load_checkpoint(ckpt_path, model, teacher, opt, args)
 
+    step, sums = make_step(model, teacher, opt, args, images.shape[1:], fwd)
     steps = len(images) // args.batch_size  # the last partial batch is dropped
     total_steps = max(args.epochs, 1) * steps
     session_start = time.perf_counter()
     for epoch in range(start, max(args.epochs, 1)):
         t0 = time.perf_counter()
         perm = torch.randperm(len(images), device=images.device)
-        sums = torch.zeros(len(METRICS), device=images.device)
+        sums.zero_()
         for i in range(steps):
-            v1, v2 = two_views(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], args)
-            tau = tau_at(epoch * steps + i, total_steps, args)
-            sums += train_step(model, teacher, opt, v1, v2, args, tau, fwd)
+            step(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], tau_at(epoch * steps + i, total_steps, args))
         means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
         dt = time.perf_counter() - t0
         seconds += dt
@@ -813,22 +872,48 @@ def peak_flops(args):
     return 2 * 2048 ** 3 / s, f"measured {str(dtype)[6:]} 2048² matmul on {args.device}, {2 * 2048 ** 3 / s / 1e12:.2f} TFLOP/s"
 
 
-def benchmark(args):
-    from torch.utils.flop_counter import FlopCounterMode
-    cuda = args.device.startswith("cuda")
-    torch.manual_seed(args.seed)
-    n_images, reps = (8192, 20) if cuda else (512, 2)
-    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8)  # speed does not depend on content
-    b = args.batch_size
-    rows = {}
+def with_flags(args, **changes):
+    return argparse.Namespace(**{**vars(args), **changes})
 
-    gpu_images = images.to(args.device)
-    batch = lambda: gpu_images[torch.randint(0, n_images, (b,), device=args.device)]
-    s = timed(lambda: two_views(batch(), args), args.device, reps)
-    rows["augment_batched_images_per_s"] = b / s
-    workers = min(8, os.cpu_count() or 1)
-    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[: (32 * b if cuda else 2 * b)]]
-    loader = torch.utils.data.DataLoader(pil, batch_size=b, num_workers=workers, persistent_workers=True,
+
+GRAPH_CHECK_STEPS, GRAPH_CHECK_TOL = 10, 0.25  # relative gaps; bf16 rounds eager and replayed kernels apart, Adam amplifies
+
+
+def run_steps(args, images, graphed, steps=GRAPH_CHECK_STEPS):
+    """make_step's step, eager or as a CUDA graph, from the state seed args.seed gives.
+    Returns the summed METRICS, the online parameters after the steps and before them (flattened)."""
+    a = with_flags(args, cuda_graph=graphed)
+    torch.manual_seed(args.seed)
+    model, teacher = build(a)
+    opt = make_optimizer(model, a)
+    flat = lambda: torch.cat([p.detach().float().flatten() for p in model.parameters()])
+    start = flat()
+    step, sums = make_step(model, teacher, opt, a, images.shape[1:])
+    torch.manual_seed(args.seed + 1)  # the same batches and views: a replay draws from the generator's current state
+    for _ in range(steps):
+        step(images[torch.randint(0, len(images), (a.batch_size,), device=images.device)], a.tau)
+    return sums.clone(), flat(), start
+
+
+def check_graph(args, images):
+    """The CUDA graph against the eager step over a few steps from the same state; fails the run when they differ."""
+    eager_sums, eager, start = run_steps(args, images, graphed=False)
+    graph_sums, graphed, _ = run_steps(args, images, graphed=True)
+    param_gap = ((graphed - eager).norm() / (eager - start).norm()).item()
+    metric_gap = ((graph_sums - eager_sums).abs() / eager_sums.abs().clamp_min(1e-12)).max().item()
+    print(f"graph check, {GRAPH_CHECK_STEPS} steps: parameters {param_gap:.2e}, loss and metrics {metric_gap:.2e} "
+          f"(relative; tolerance {GRAPH_CHECK_TOL})")
+    if not (param_gap < GRAPH_CHECK_TOL and metric_gap < GRAPH_CHECK_TOL):
+        fail(f"the CUDA graph step differs from the eager step (parameters {param_gap:.2e}, metrics {metric_gap:.2e}); "
+             "train without --cuda-graph")
+    return dict(graph_check_param_rel=param_gap, graph_check_metric_rel=metric_gap)
+
+
+def time_augmentation(args, images, batch, rows):
+    """Batched augmentation on the device against torchvision's per-image pipeline in DataLoader workers."""
+    rows["augment_batched_images_per_s"] = args.batch_size / timed(lambda: two_views(batch(), args), args.device, rows["reps"])
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[: 32 * args.batch_size if args.device.startswith("cuda") else 2 * args.batch_size]]
+    loader = torch.utils.data.DataLoader(pil, batch_size=args.batch_size, num_workers=min(8, os.cpu_count() or 1), persistent_workers=True,
                                          collate_fn=functools.partial(two_view_collate, transform=per_image_pipeline(args.image_size)))
     next(iter(loader))  # start the workers
     t0 = time.perf_counter()
@@ -836,38 +921,62 @@ def benchmark(args):
     rows["augment_per_image_images_per_s"] = count / (time.perf_counter() - t0)
     rows["augment_speedup"] = rows["augment_batched_images_per_s"] / rows["augment_per_image_images_per_s"]
 
+
+def time_steps(args, batch, shape, rows):
+    """The whole step (augmentation + train_step), eager, compiled (--compile) and as a CUDA graph (on CUDA)."""
+    from torch.utils.flop_counter import FlopCounterMode
     model, teacher = build(args)
-    opt = make_optimizer(model, args)
     v1, v2 = two_views(batch(), args)
     with FlopCounterMode(display=False) as counter:
-        train_step(model, teacher, opt, v1, v2, args, args.tau)
-    rows["gflop_per_image"] = counter.get_total_flops() / b / 1e9
+        train_step(model, teacher, make_optimizer(model, args), v1, v2, args, args.tau)
+    rows["gflop_per_image"] = counter.get_total_flops() / args.batch_size / 1e9
     peak, rows["peak"] = peak_flops(args)
-    variants = [("eager", forward)] + ([("compiled", torch.compile(forward))] if args.compile else [])
-    for name, fwd in variants:
+    variants = [("eager", forward, False)] + ([("compiled", torch.compile(forward), False)] if args.compile else [])
+    variants += [("graphed", forward, True)] if args.device.startswith("cuda") else []
+    for name, fwd, graphed in variants:
+        a = with_flags(args, cuda_graph=graphed)
+        model, teacher = build(a)
         t0 = time.perf_counter()
-        train_step(model, teacher, opt, v1, v2, args, args.tau, fwd)  # compiles, when compiled
-        sync(args.device)
+        step, _ = make_step(model, teacher, make_optimizer(model, a), a, shape, fwd)  # captures, when graphed
+        step(batch(), a.tau)  # compiles, when compiled
+        sync(a.device)
         rows[f"{name}_first_step_s"] = time.perf_counter() - t0
-        s = timed(lambda: train_step(model, teacher, opt, v1, v2, args, args.tau, fwd), args.device, reps)
-        rows[f"{name}_step_images_per_s"] = b / s  # the step alone; augmentation is measured above
-        rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * b / s / peak
-    best = max(rows[f"{name}_step_images_per_s"] for name, _ in variants)
-    best = 1 / (1 / best + 1 / rows["augment_batched_images_per_s"])  # a training image: augmentation + step
+        s = timed(lambda: step(batch(), a.tau), a.device, rows["reps"])
+        rows[f"{name}_step_images_per_s"] = args.batch_size / s
+        rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * args.batch_size / s / peak
+    return max(rows[f"{name}_step_images_per_s"] for name, _, _ in variants)
 
-    n_train, n_test = args.train_subset or 50000, 10000  # CIFAR-10
-    plain = timed(lambda: features(model.encoder, batch(), args), args.device, reps) / b  # seconds per image
-    cropped = timed(lambda: features(model.encoder, batch(), args, crop=True), args.device, reps) / b
+
+def time_probes(args, batch, rows):
+    """Both probes over CIFAR-10's 50,000 (or --train-subset) training and 10,000 test images."""
+    model, _ = build(args)
+    n_train, n_test = args.train_subset or 50000, 10000
+    plain = timed(lambda: features(model.encoder, batch(), args), args.device, rows["reps"]) / args.batch_size  # s per image
+    cropped = timed(lambda: features(model.encoder, batch(), args, crop=True), args.device, rows["reps"]) / args.batch_size
     feats, labels = torch.randn(n_train, FEATURES, device=args.device), torch.randint(0, 10, (n_train,), device=args.device)
     clf = nn.Linear(FEATURES, 10).to(args.device)
     clf_opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
     classifier = timed(lambda: probe_epoch(clf, clf_opt, None, None, labels, feats, args), args.device, 1)
     rows["probe_features_s"] = plain * (n_train + n_test) + args.eval_epochs * classifier
     rows["probe_augmented_s"] = plain * n_test + args.eval_epochs * (cropped * n_train + classifier)
-    probe = rows[f"probe_{args.probe}_s"]
-    rows["full_run_estimate_min"] = (args.epochs * n_train / best + probe) / 60  # with --probe, without the kNN monitor
+    return n_train
 
-    setup = f"{args.image_size} px, batch {b}, {args.encoder}/{args.stem}, amp={args.amp}, {describe_device(args.device)}"
+
+def benchmark(args):
+    """--benchmark: on CUDA the graph check first, then speeds; printed and, with --out, saved."""
+    cuda = args.device.startswith("cuda")
+    torch.manual_seed(args.seed)
+    images = torch.randint(0, 256, (8192 if cuda else 512, 3, 32, 32), dtype=torch.uint8)  # speed does not depend on content
+    rows = dict(reps=20 if cuda else 2)
+    gpu_images = images.to(args.device)
+    batch = lambda: gpu_images[torch.randint(0, len(images), (args.batch_size,), device=args.device)]
+    if cuda:
+        rows.update(check_graph(args, gpu_images))
+    time_augmentation(args, images, batch, rows)
+    best = time_steps(args, batch, images.shape[1:], rows)
+    n_train = time_probes(args, batch, rows)
+    rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows[f"probe_{args.probe}_s"]) / 60  # no kNN monitor
+    setup = f"{args.image_size} px, batch {args.batch_size}, {args.encoder}/{args.stem}, amp={args.amp}, {describe_device(args.device)}"
     print(f"benchmark: {setup}")
     for k, v in rows.items():
         print(f"  {k:<32} {v if isinstance(v, str) else f'{v:,.3f}'}")

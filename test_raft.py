@@ -253,17 +253,22 @@ def online(model):
 
 
 def trajectory(flags, seed=0, steps=TRAJ_STEPS, fast=False):
-    """20 Adam steps in float64; fast: float32 with bf16 autocast, as on a GPU."""
+    """20 Adam steps of train_step in float64; fast: float32 with bf16 autocast, as on a GPU, through make_step
+    (the step a CUDA graph captures)."""
     args, model, teacher = build([*flags, "--lr", "3e-4", "--tau", "0.9", "--batch-size", 16, *(["--amp"] if fast else [])], seed=seed)
     dtype = torch.float32 if fast else torch.float64
     model, teacher = model.to(dtype), teacher.to(dtype)
     opt = raft.make_optimizer(model, args)
     images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed + 1))
     init = flat(online(model))
+    step, _ = raft.make_step(model, teacher, opt, args, images.shape[1:])
     torch.manual_seed(seed + 101)  # identical views in every run with this seed
     for k in range(steps):
-        v1, v2 = raft.two_views(images, args)
-        raft.train_step(model, teacher, opt, v1.to(dtype), v2.to(dtype), args, raft.tau_at(k, steps, args))
+        if fast:
+            step(images, raft.tau_at(k, steps, args))
+        else:
+            v1, v2 = raft.two_views(images, args)
+            raft.train_step(model, teacher, opt, v1.to(dtype), v2.to(dtype), args, raft.tau_at(k, steps, args))
     return model, teacher, init
 
 
@@ -419,9 +424,9 @@ def spread_after_training(loss, pred, seed, steps, batch_size, lr, tau, size, fa
                                   "--batch-size", batch_size, "--image-size", size, *(["--amp"] if fast else [])], seed=seed)
     opt = raft.make_optimizer(model, args)
     images, _ = shapes_dataset(size=size, seed=seed)
+    step, _ = raft.make_step(model, teacher, opt, args, images.shape[1:])  # the step a CUDA graph captures
     for _ in range(steps):
-        v1, v2 = raft.two_views(images[torch.randint(0, len(images), (batch_size,))], args)
-        raft.train_step(model, teacher, opt, v1, v2, args, args.tau)
+        step(images[torch.randint(0, len(images), (batch_size,))], args.tau)
     with torch.no_grad():  # train mode, as the loss sees them; one batch of augmented views
         v1, _ = raft.two_views(images[torch.randperm(len(images))[:128]], args)
         z = model.projector(model.encoder(v1))
@@ -644,7 +649,7 @@ def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tm
         raft.main(cli(folder, out, "--epochs", 1, "--resume", "--beta", 2))
 
 
-BAD_INPUTS = ["train but no test", "test but no train", "download fails", "negative beta", "mirror without predictor",
+BAD_INPUTS = ["cuda graph on a cpu", "train but no test", "test but no train", "download fails", "negative beta", "mirror without predictor",
               "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch", "beta with byol", "unreadable image"]
 
 
@@ -664,6 +669,7 @@ def bad_runs(tmp_path_factory):
              "--knn-every", "0", "--train-subset", "64", "--out", str(tmp / "out.json")]
     argvs = {
         "train but no test": [*quick, "--data-dir", no_test],
+        "cuda graph on a cpu": [*quick, "--cuda-graph"],
         "download fails": [*quick, "--data-dir", str(tmp / "nodata")],
         "negative beta": [*quick, "--beta", "-1"],
         "mirror without predictor": [*quick, "--mirror-init", "--predictor", "none"],
@@ -967,3 +973,33 @@ echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
     device = {args[args.index("--out") + 1]: args[0] for args in calls}
     assert len(calls) == len(order) == 2 * len(raft.RUNS)  # every run once
     assert [device[out] for out in order] == [["3", "5"][i % 2] for i in range(len(order))]
+
+
+# -----------------------------------------------------------------------------
+# 13. The step a CUDA graph captures (--cuda-graph), run eagerly: the capture itself needs a GPU
+
+
+@pytest.mark.parametrize("loss,pred", [("raft", "mlp"), ("byol", "none")])
+def test_the_captured_step_is_the_eager_step(loss, pred):
+    """make_step's step (a static input buffer, metrics summed on the device) computes exactly what
+    two_views + train_step compute, step by step: same metrics, same networks, same optimiser state."""
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    runs = []
+    for captured in (False, True):
+        args, model, teacher = build(["--loss", loss, "--predictor", pred, "--batch-size", 16], seed=1)
+        opt = raft.make_optimizer(model, args)
+        step, sums = raft.make_step(model, teacher, opt, args, images.shape[1:])
+        torch.manual_seed(5)
+        metrics, total = [], torch.zeros(len(raft.METRICS))
+        for k in range(4):
+            batch = images[torch.randperm(64)[:16]]
+            if captured:
+                step(batch, 0.99)
+                metrics.append(sums.clone())
+            else:
+                v1, v2 = raft.two_views(batch, args)
+                metrics.append(total.add_(raft.train_step(model, teacher, opt, v1, v2, args, 0.99)).clone())
+        runs.append((torch.stack(metrics), flat(model.parameters()), flat(model.buffers()), flat(teacher.parameters()),
+                     flat(t for state in opt.state.values() for t in state.values())))
+    for eager, captured in zip(*runs):
+        assert torch.equal(eager, captured)

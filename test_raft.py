@@ -669,7 +669,7 @@ def bad_runs(tmp_path_factory):
              "--knn-every", "0", "--train-subset", "64", "--out", str(tmp / "out.json")]
     argvs = {
         "train but no test": [*quick, "--data-dir", no_test],
-        "cuda graph on a cpu": [*quick, "--cuda-graph"],
+        "cuda graph on a cpu": [*quick, "--data-dir", good, "--cuda-graph"],
         "download fails": [*quick, "--data-dir", str(tmp / "nodata")],
         "negative beta": [*quick, "--beta", "-1"],
         "mirror without predictor": [*quick, "--mirror-init", "--predictor", "none"],
@@ -697,6 +697,13 @@ def bad_runs(tmp_path_factory):
     return results
 
 
+SAYS = {"cuda graph on a cpu": "--cuda-graph needs a CUDA device", "train but no test": "has no test/ folder",
+        "test but no train": "has no train/ folder", "download fails": "download failed", "negative beta": "--beta must be > 0",
+        "mirror without predictor": "--mirror-init needs a predictor", "unknown loss": "invalid choice", "out is a folder": "is a folder",
+        "corrupt checkpoint": "cannot read the checkpoint", "subset below batch": "--train-subset must be at least --batch-size",
+        "beta with byol": "use them with --loss byol-prime or raft", "unreadable image": "cannot read the image"}
+
+
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_one_line_error(bad_runs, case):
     rc, out, err = bad_runs[case]
@@ -705,6 +712,7 @@ def test_bad_input_is_one_line_error(bad_runs, case):
     assert rc not in (0, None), (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raft.py: error:"), err
+    assert SAYS[case] in lines[0], err  # the error this input should give, not another one
     assert "Traceback" not in out + err
 
 

@@ -2,20 +2,22 @@
 
 Paper: "Run Away From your Teacher: a New Self-Supervised Approach Solving the Puzzle of
 BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; search for
-"eq. 8" to find the RAFT loss.
+"eq. 8" to find the RAFT loss. Where the paper is silent, the defaults follow the authors'
+public code (github.com/WOWNICE/RAFT), each behind a flag (README, "Choices the paper leaves open").
 
     python raft.py --loss raft --predictor mlp              # Table 1, RAFT row (300 epochs)
     python raft.py --loss byol --predictor none             # BYOL-NP: the collapse of Sec. 3
     python raft.py --epochs 0 --predictor linear            # Rand-Baseline
     bash run_all.sh                                         # Tables 1 and 3, 3 seeds per row
 
-Measured so far (see README.md): on a 2-core CPU, torch 2.15, the quick try in README.md runs
-in about 4 minutes; no GPU run has been made yet, so no accuracy of ours is claimed here.
+Measured so far (README.md): on a 2-core CPU only, the CPU profile of every table row with a
+small encoder (PROFILE=cpu bash run_all.sh, results/cpu/). No GPU run has been made yet, so no
+accuracy of ours at the paper's scale is claimed here.
 
-Sections, in the order a run uses them, each citing the paper: configuration; data and
-augmentation (App. C); networks (App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark; eq. 7 is
-checked in test_raft.py); mean teacher (eq. 4); training (Algorithm 1); linear evaluation
-(App. C); benchmark; tables; main.
+Sections, top to bottom: configuration; data and augmentation (App. C); networks (App. C);
+losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark; eq. 7 is checked in test_raft.py); mean teacher
+(eq. 4); training (Algorithm 1); linear probe (App. C); results files and checkpoints; then
+the tools, not the method: benchmark, tables; main.
 """
 
 import argparse
@@ -44,6 +46,8 @@ JITTER_P, GRAYSCALE_P = 0.8, 0.2  # App. C
 UNIFORM_T = 2.0  # t of eq. 2
 PROBE_BATCH = 512  # linear probe batch (authors' eval/eval.py; the paper is silent)
 LOG_SAMPLES = 64  # the authors log L_align and L_uniform on the first 64 samples of a step
+BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range and kernel = 10% of the image, as BYOL
+KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # the kNN monitor: neighbours, temperature, images
 
 
 def fail(message):
@@ -52,6 +56,15 @@ def fail(message):
 
 
 def get_args(argv=None):
+    """The flags, checked (one line per mistake), with the device and the defaults that depend on it resolved."""
+    args = parser().parse_args(argv)
+    validate(args)
+    if not (args.list_runs or args.tables):
+        resolve_device(args)
+    return args
+
+
+def parser():
     p = argparse.ArgumentParser(description="RAFT / BYOL / BYOL' on CIFAR-10 (see README.md).")
     p.error = fail  # one line, not argparse's usage block
 
@@ -105,7 +118,10 @@ def get_args(argv=None):
     g.add_argument("--list-runs", action="store_true", help="print the runs behind Tables 1 and 3 (used by run_all.sh)")
     g.add_argument("--tables", metavar="DIR", help="write DIR/table1.md, table3.md, mirror.md from DIR's results files")
 
-    args = p.parse_args(argv)
+    return p
+
+
+def validate(args):
     checks = [
         (args.alpha >= 0, "--alpha must be >= 0"),
         (args.beta > 0, "--beta must be > 0 (RAFT's sign is chosen by --loss raft)"),
@@ -126,8 +142,9 @@ def get_args(argv=None):
     for ok, message in checks:
         if not ok:
             fail(message)
-    if args.list_runs or args.tables:
-        return args
+
+
+def resolve_device(args):
     try:
         args.device = str(torch.device(args.device))
         torch.empty(0, device=args.device)
@@ -139,20 +156,6 @@ def get_args(argv=None):
         args.amp = args.device.startswith("cuda")
     if args.out is None and not args.benchmark:
         args.out = "raft-run.json"
-    return args
-
-
-def check_writable(path):
-    """Fail now, not after hours of training, if the results file cannot be written."""
-    if os.path.isdir(path):
-        fail(f"--out {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'run.json')}")
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(f"{path}.tmp{os.getpid()}", "w"):
-            pass
-        os.remove(f"{path}.tmp{os.getpid()}")
-    except OSError as e:
-        fail(f"cannot write --out {path!r}: {e.strerror or e}")
 
 
 # -----------------------------------------------------------------------------
@@ -318,10 +321,10 @@ def color_jitter(x, strength=1.0):
 
 
 def gaussian_blur(x, p):
-    """Gaussian blur, kernel 10% of the image, σ ~ U(0.1, 2) per image (BYOL); probability p."""
+    """Gaussian blur, kernel 10% of the image, σ ~ U(BLUR_SIGMA) per image (BYOL); probability p."""
     n, c, h, w = x.shape
     k = 2 * (w // 20) + 1
-    sigma = torch.empty(n, device=x.device).uniform_(0.1, 2.0)
+    sigma = torch.empty(n, device=x.device).uniform_(*BLUR_SIGMA)
     r = torch.arange(k, device=x.device) - k // 2
     kernel = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, k)
@@ -354,12 +357,13 @@ def normalize(x):
 
 
 def two_views(images, args):
-    """t1(x), t2(x): two independent augmentations of each image, normalised."""
+    """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised; (N, 3, S, S) each."""
     return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize)) for _ in range(2)]
 
 
 # -----------------------------------------------------------------------------
-# Networks (App. C): encoder + projector = f_θ, predictor q_w, mean teacher f_ξ
+# Networks (App. C): encoder + projector = f_θ, predictor q_w, mean teacher f_ξ.
+# App. C calls the projector alone g_θ; the tables' f_θ, like this file's, is encoder + projector.
 
 def resnet18(stem):
     net = torchvision.models.resnet18()
@@ -452,14 +456,14 @@ def fp32_or_wider(x):
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def sq_dist(z, z_teacher, tangent=False):
-    """||ẑ - ẑ'||² per row; tangent: ||ẑ' - λẑ||²/λ with λ = sg(<ẑ, ẑ'>) (Sec. 5 remark)."""
-    z, z_teacher = F.normalize(fp32_or_wider(z), dim=-1), F.normalize(fp32_or_wider(z_teacher), dim=-1)
+def sq_dist(p, target, tangent=False):
+    """||p̂ - t̂||² per row, for a prediction p and the target t it is pulled towards or pushed from;
+    tangent: ||t̂ - λp̂||²/λ with λ = sg(<p̂, t̂>) (Sec. 5 remark)."""
+    p, target = F.normalize(fp32_or_wider(p), dim=-1), F.normalize(fp32_or_wider(target), dim=-1)
     if not tangent:
-        return (z - z_teacher).pow(2).sum(-1)
-    lam = (z * z_teacher).sum(-1, keepdim=True).detach()
-    return ((z_teacher - lam * z).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
-
+        return (p - target).pow(2).sum(-1)
+    lam = (p * target).sum(-1, keepdim=True).detach()
+    return ((target - lam * p).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
 
 def align_loss(a, b):
     """eq. 1: L_align = E ||f̂(x1) - f̂(x2)||² over positive pairs."""
@@ -472,22 +476,22 @@ def uniform_loss(z, t=UNIFORM_T):
     return torch.pdist(z).pow(2).mul(-t).exp().mean().log()
 
 
-def cross_model_loss(p1, p2, t1, t2, tangent=False):
+def cross_model_loss(p1, p2, teacher1, teacher2, tangent=False):
     """eq. 5, symmetrised as in Sec. 4.1: each view's prediction against the teacher on the SAME view."""
-    return 0.5 * (sq_dist(p1, t1, tangent).mean() + sq_dist(p2, t2, tangent).mean())
+    return 0.5 * (sq_dist(p1, teacher1, tangent).mean() + sq_dist(p2, teacher2, tangent).mean())
 
 
-def byol_loss(p1, p2, t1, t2, tangent=False):
+def byol_loss(p1, p2, teacher1, teacher2, tangent=False):
     """eq. 3, symmetrised: each view's prediction against the teacher on the OTHER view."""
-    return 0.5 * (sq_dist(p1, t2, tangent).mean() + sq_dist(p2, t1, tangent).mean())
+    return 0.5 * (sq_dist(p1, teacher2, tangent).mean() + sq_dist(p2, teacher1, tangent).mean())
 
 
-def objective(p1, p2, t1, t2, args):
+def objective(p1, p2, teacher1, teacher2, args):
     """The training loss selected by --loss. (eq. 7, Theorem 4.1, L_BYOL <= (1/α + 1/β) L_BYOL', is checked in test_raft.py.)"""
     if args.loss == "byol":
-        return byol_loss(p1, p2, t1, t2, args.tangent)  # eq. 3
+        return byol_loss(p1, p2, teacher1, teacher2, args.tangent)  # eq. 3
     align = align_loss(p1, p2)
-    cross_model = cross_model_loss(p1, p2, t1, t2, args.tangent)
+    cross_model = cross_model_loss(p1, p2, teacher1, teacher2, args.tangent)
     if args.loss == "byol-prime":
         return args.alpha * align + args.beta * cross_model  # eq. 6 (= eq. 9): run towards the teacher
     return args.alpha * align - args.beta * cross_model  # eq. 8 (= eq. 10): run away from the teacher
@@ -527,8 +531,8 @@ def forward(model, teacher, x):
         z = model.projector(fp32_or_wider(h))
         p = model.predictor(z)
         with torch.no_grad():
-            t = teacher.projector(fp32_or_wider(h_teacher))
-    return p, z, t
+            z_teacher = teacher.projector(fp32_or_wider(h_teacher))
+    return p, z, z_teacher
 
 
 def to_cuda_layout(x):
@@ -537,12 +541,13 @@ def to_cuda_layout(x):
 
 
 def forward_views(model, teacher, v1, v2, args, fwd=forward):
-    """Both views through the networks. Returns p1, p2 = q_w(f_θ), z1, z2 = f_θ, t1, t2 = f_ξ, each (N, 128)."""
+    """Both views through the networks. Returns p1, p2 = q_w(f_θ(v)), z1, z2 = f_θ(v), teacher1, teacher2 = f_ξ(v),
+    each (N, 128)."""
     if args.bn_views == "per-view":  # each view its own batch of N: authors' code (gen_rep per view), BYOL
-        (p1, z1, t1), (p2, z2, t2) = fwd(model, teacher, v1), fwd(model, teacher, v2)
-        return p1, p2, z1, z2, t1, t2
-    p, z, t = fwd(model, teacher, torch.cat([v1, v2]))  # joint (a departure): one batch of 2N, (2N, 128) each
-    return *p.chunk(2), *z.chunk(2), *t.chunk(2)
+        (p1, z1, teacher1), (p2, z2, teacher2) = fwd(model, teacher, v1), fwd(model, teacher, v2)
+        return p1, p2, z1, z2, teacher1, teacher2
+    p, z, z_teacher = fwd(model, teacher, torch.cat([v1, v2]))  # joint (a departure): input (2N, 3, S, S), outputs (2N, 128)
+    return *p.chunk(2), *z.chunk(2), *z_teacher.chunk(2)  # each (2N, 128) -> view 1 (N, 128), view 2 (N, 128)
 
 
 METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors"]
@@ -554,19 +559,24 @@ def table_metrics(p1, p2, z1):
     align_authors, uniform_authors: as the authors' code logs them (models/main/raft.py@74d51b9, register_reps,
     estimate_align, estimate_uniform): the first 64 samples; L_align as a mean over the D dimensions (||·||²/D);
     L_uniform of the normalised PREDICTOR outputs over consecutive pairs (i, i + 1), averaged over the two views."""
-    a, b = p1[:LOG_SAMPLES], p2[:LOG_SAMPLES]
+    a, b = p1[:LOG_SAMPLES], p2[:LOG_SAMPLES]  # (64, 128) each
     consecutive = lambda p: sq_dist(p[:-1], p[1:]).mul(-UNIFORM_T).exp().mean().log()
     return align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1], (consecutive(a) + consecutive(b)) / 2
 
 
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
-    """One step of Algorithm 1 on views v1, v2 (N, 3, S, S). Returns the METRICS of the step, on the device.
-    With opt=None it only measures: no gradient, no update (Rand-Baseline, --epochs 0)."""
+    """One step of Algorithm 1 (App. E) on the views v1 = t1(x), v2 = t2(x) of a batch, each (N, 3, S, S):
+        lines 5-6, z = q_w(f_θ(t(x))) and z' = f_ξ(t(x))    forward_views: p1, p2 and teacher1, teacher2
+        lines 7-8, l_align and l_cross-model                 objective (eq. 6 or 8; eq. 3 for BYOL)
+        lines 10-11, the gradient and the optimiser step     loss.backward(), opt.step()
+        line 12, ξ <- τ_k ξ + (1 - τ_k) θ                    ema_update (eq. 4)
+    (lines 2-4, the batch and its two transformations, are the epoch loop's: train, make_step, two_views.)
+    Returns the METRICS of the step, on the device. With opt=None it only measures (--epochs 0)."""
     # autocast's weight cache cannot live across CUDA graph replays (PyTorch's CUDA graphs notes)
     autocast = torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp, cache_enabled=not args.cuda_graph)
     with autocast, torch.set_grad_enabled(opt is not None):
-        p1, p2, z1, z2, t1, t2 = forward_views(model, teacher, v1, v2, args, fwd)
-    loss = objective(p1, p2, t1, t2, args)
+        p1, p2, z1, z2, teacher1, teacher2 = forward_views(model, teacher, v1, v2, args, fwd)
+    loss = objective(p1, p2, teacher1, teacher2, args)
     if opt is not None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -634,10 +644,134 @@ def capture(body, model, teacher, opt, sums):
     return graph
 
 
+def train(model, teacher, data, args):
+    """Algorithm 1 for args.epochs epochs; resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
+    images = data["train"][0]
+    epochs, opt = args.epochs, None
+    if args.epochs == 0:  # Rand-Baseline: one epoch that only measures (no optimiser), on copies of the networks, so
+        # that the probe sees the encoder exactly as initialised, BatchNorm statistics included (authors' --eval-mode rand)
+        model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
+    else:
+        opt = make_optimizer(model, args)
+    fwd = torch.compile(forward) if args.compile else forward
+    ckpt_path = args.out + ".ckpt"
+    start, history, seconds = 0, [], 0.0
+    if args.resume and os.path.exists(ckpt_path):
+        start, history, seconds = load_checkpoint(ckpt_path, model, teacher, opt, args)
+
+    step, sums = make_step(model, teacher, opt, args, images.shape[1:], fwd)
+    steps = len(images) // args.batch_size  # the last partial batch is dropped
+    total_steps = epochs * steps
+    session_start = time.perf_counter()
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(images), device=images.device)
+        sums.zero_()
+        for i in range(steps):
+            step(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], tau_at(epoch * steps + i, total_steps, args))
+        means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
+        dt = time.perf_counter() - t0
+        seconds += dt
+        if not all(map(math.isfinite, means.values())):
+            fail(f"the loss became {means['loss']} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
+        row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds,
+                   eta_s=(time.perf_counter() - session_start) / (epoch + 1 - start) * (epochs - epoch - 1))
+        if args.knn_every and (epoch + 1) % args.knn_every == 0:
+            row["knn_acc"] = knn_accuracy(model.encoder, data, args)
+        history.append(row)
+        log_row(row, header=epoch == start)
+        if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == epochs):
+            save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
+                                 rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
+                                 config=config_of(args)), ckpt_path)
+    return history, seconds
+
+
+# -----------------------------------------------------------------------------
+# Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
+
+
+@torch.no_grad()
+def features(encoder, images, args, crop=False):
+    """Frozen encoder features (N, 512), BatchNorm in eval mode, of images resized to --image-size, or
+    with crop=True of a random resized crop + flip of each (the authors' probe training set)."""
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    for chunk in images.split(PROBE_BATCH):
+        x = chunk.float() / 255
+        x = crop_flip(x, args.image_size) if crop else F.interpolate(x, size=args.image_size, mode="bilinear", align_corners=False)
+        x = to_cuda_layout(normalize(x))
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
+            out.append(encoder(x).float())
+    encoder.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_accuracy(encoder, data, args, k=KNN_K, temperature=KNN_T):
+    """A cheap monitor, not the paper's: weighted kNN on normalised features of training images vs test images."""
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    bank = F.normalize(features(encoder, xtr[:KNN_BANK], args), dim=1)
+    query = F.normalize(features(encoder, xte[:KNN_QUERIES], args), dim=1)
+    sim, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # (Q, k)
+    votes = torch.zeros(len(query), int(ytr.max()) + 1, device=bank.device)
+    votes.scatter_add_(1, ytr[idx], (sim / temperature).exp())
+    return (votes.argmax(1) == yte[:KNN_QUERIES]).float().mean().item() * 100
+
+
+def probe_epoch(clf, opt, encoder, images, labels, feats, args):
+    """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
+    training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
+    for idx in torch.randperm(len(labels), device=labels.device).split(PROBE_BATCH):
+        f = features(encoder, images[idx], args, crop=True) if feats is None else feats[idx]
+        loss = F.cross_entropy(clf(f), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def linear_eval(encoder, data, args):
+    """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    fte = features(encoder, xte, args)  # test images are never augmented
+    ftr = features(encoder, xtr, args) if args.probe == "features" else None
+    clf = nn.Linear(FEATURES, int(max(ytr.max(), yte.max())) + 1).to(fte.device)
+    opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
+    accs = []
+    for _ in range(args.eval_epochs):
+        probe_epoch(clf, opt, encoder, xtr, ytr, ftr, args)
+        with torch.no_grad():
+            accs.append((clf(fte).argmax(1) == yte).float().mean() * 100)
+    return torch.stack(accs).tolist()
+
+
+# -----------------------------------------------------------------------------
+# Results files and checkpoints (not the method: what a run writes, and how it resumes)
+
+
+def check_writable(path):
+    """Fail now, not after hours of training, if the results file cannot be written."""
+    if os.path.isdir(path):
+        fail(f"--out {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'run.json')}")
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(f"{path}.tmp{os.getpid()}", "w"):
+            pass
+        os.remove(f"{path}.tmp{os.getpid()}")
+    except OSError as e:
+        fail(f"cannot write --out {path!r}: {e.strerror or e}")
+
+
 def config_of(args):
     """The flags that determine a run's result (what a resumed run must share)."""
     ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile", "benchmark", "list_runs", "tables"}
     return {k: v for k, v in vars(args).items() if k not in ignore}
+
+
+def stored_config(config):
+    """The configuration in a results file or checkpoint; a flag added since it was written counts at its default."""
+    return {**vars(parser().parse_args([])), **config}
 
 
 def versions():
@@ -690,7 +824,8 @@ def load_checkpoint(path, model, teacher, opt, args):
     except Exception as e:
         fail(f"cannot read the checkpoint {path} ({type(e).__name__}); remove it to start again")
     config = config_of(args)
-    diff = sorted(k for k in config.keys() | ckpt["config"].keys() if ckpt["config"].get(k) != config.get(k))
+    stored = stored_config(ckpt["config"])
+    diff = sorted(k for k in config if stored.get(k) != config[k])
     if diff:
         fail(f"{path} was made with other settings ({', '.join('--' + k.replace('_', '-') for k in diff)}); remove it or use another --out")
     model.load_state_dict(ckpt["model"])
@@ -713,6 +848,20 @@ def save_weights(model, teacher, args):
     save_atomically(dict(**weights, teacher=teacher.state_dict(), config=vars(args)), args.out + ".pt")
 
 
+def finished_run(args):
+    """The results of a run that --resume finds finished already, if made with the same settings."""
+    try:
+        with open(args.out) as f:
+            done = json.load(f)
+        config = done["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        fail(f"{args.out} exists but is not a results file of raft.py; remove it or use another --out")
+    if {k: stored_config(config).get(k) for k in config_of(args)} != config_of(args):
+        fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
+    print(f"{args.out}: finished already")
+    return done
+
+
 def log_row(row, header=False):
     cols = ["epoch", "loss", "align", "uniform", "knn_acc", "images_per_s", "seconds", "eta_s"]
     if header:
@@ -724,109 +873,12 @@ def log_row(row, header=False):
     print(" ".join(cells), flush=True)
 
 
-def train(model, teacher, data, args):
-    """Algorithm 1 for args.epochs epochs; resumable from OUT.ckpt. Returns the per-epoch history and the seconds.
-    --epochs 0 (Rand-Baseline) makes one pass that only measures, on copies of the networks, so that the probe sees
-    the encoder exactly as initialised, BatchNorm statistics included (the authors' eval.py --eval-mode rand)."""
-    images = data["train"][0]
-    if args.epochs == 0:
-        model, teacher = copy.deepcopy(model), copy.deepcopy(teacher)
-    opt = make_optimizer(model, args) if args.epochs else None
-    fwd = torch.compile(forward) if args.compile else forward
-    ckpt_path = args.out + ".ckpt"
-    start, history, seconds = 0, [], 0.0
-    if args.resume and os.path.exists(ckpt_path):
-        start, history, seconds = load_checkpoint(ckpt_path, model, teacher, opt, args)
-
-    step, sums = make_step(model, teacher, opt, args, images.shape[1:], fwd)
-    steps = len(images) // args.batch_size  # the last partial batch is dropped
-    total_steps = max(args.epochs, 1) * steps
-    session_start = time.perf_counter()
-    for epoch in range(start, max(args.epochs, 1)):
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(images), device=images.device)
-        sums.zero_()
-        for i in range(steps):
-            step(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], tau_at(epoch * steps + i, total_steps, args))
-        means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
-        dt = time.perf_counter() - t0
-        seconds += dt
-        if not all(map(math.isfinite, means.values())):
-            fail(f"the loss became {means['loss']} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
-        row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds,
-                   eta_s=(time.perf_counter() - session_start) / (epoch + 1 - start) * max(args.epochs - epoch - 1, 0))
-        if args.knn_every and (epoch + 1) % args.knn_every == 0:
-            row["knn_acc"] = knn_accuracy(model.encoder, data, args)
-        history.append(row)
-        log_row(row, header=epoch == start)
-        if args.epochs and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
-            save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
-                                 rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
-                                 config=config_of(args)), ckpt_path)
-    return history, seconds
-
+# =============================================================================
+# Tools, not the method: the benchmark (--benchmark) and Tables 1 and 3 (--list-runs, --tables)
+# =============================================================================
 
 # -----------------------------------------------------------------------------
-# Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
-
-
-@torch.no_grad()
-def features(encoder, images, args, crop=False):
-    """Frozen encoder features (N, 512), BatchNorm in eval mode, of images resized to --image-size, or
-    with crop=True of a random resized crop + flip of each (the authors' probe training set)."""
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    for chunk in images.split(PROBE_BATCH):
-        x = chunk.float() / 255
-        x = crop_flip(x, args.image_size) if crop else F.interpolate(x, size=args.image_size, mode="bilinear", align_corners=False)
-        x = to_cuda_layout(normalize(x))
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
-            out.append(encoder(x).float())
-    encoder.train(was_training)
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def knn_accuracy(encoder, data, args, k=20, temperature=0.07):
-    """A cheap monitor: weighted kNN on normalised features, 10k train images vs 2k test images."""
-    (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    bank = F.normalize(features(encoder, xtr[:10000], args), dim=1)
-    query = F.normalize(features(encoder, xte[:2000], args), dim=1)
-    sim, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # (Q, k)
-    votes = torch.zeros(len(query), int(ytr.max()) + 1, device=bank.device)
-    votes.scatter_add_(1, ytr[idx], (sim / temperature).exp())
-    return (votes.argmax(1) == yte[:2000]).float().mean().item() * 100
-
-
-def probe_epoch(clf, opt, encoder, images, labels, feats, args):
-    """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
-    training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
-    for idx in torch.randperm(len(labels), device=labels.device).split(PROBE_BATCH):
-        f = features(encoder, images[idx], args, crop=True) if feats is None else feats[idx]
-        loss = F.cross_entropy(clf(f), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-
-def linear_eval(encoder, data, args):
-    """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
-    (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    fte = features(encoder, xte, args)  # test images are never augmented
-    ftr = features(encoder, xtr, args) if args.probe == "features" else None
-    clf = nn.Linear(FEATURES, int(max(ytr.max(), yte.max())) + 1).to(fte.device)
-    opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
-    accs = []
-    for _ in range(args.eval_epochs):
-        probe_epoch(clf, opt, encoder, xtr, ytr, ftr, args)
-        with torch.no_grad():
-            accs.append((clf(fte).argmax(1) == yte).float().mean() * 100)
-    return torch.stack(accs).tolist()
-
-
-# -----------------------------------------------------------------------------
-# Benchmark (--benchmark): augmentation and training-step speed, MFU, time of a full run
+# Benchmark (--benchmark): the CUDA graph check, augmentation and step speed, MFU, both probes, a full run
 
 PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0, "4090": 165.0}
 
@@ -1186,46 +1238,28 @@ def write_tables(results_dir):
 # Main
 
 
-def main(argv=None):
-    args = get_args(argv)
-    if args.list_runs:
-        for name, flags in RUNS.items():
-            print(f"{name}\t{flags}")
-        return
-    if args.tables:
-        return write_tables(args.tables)
+def set_up_device(args):
+    """cuDNN picks its fastest kernels. TF32 for convolutions (bf16 under --amp anyway) but not for matmuls, so that
+    the projector, predictor and losses stay true float32: collapsed runs reach L_align ~1e-10."""
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if args.out:
-        check_writable(args.out)
-    if args.benchmark:
-        return benchmark(args)
-    if args.resume and os.path.exists(args.out):  # finished already (run_all.sh re-runs everything with --resume)
-        try:
-            with open(args.out) as f:
-                done = json.load(f)
-            config = done["config"]
-        except (OSError, ValueError, KeyError, TypeError):
-            fail(f"{args.out} exists but is not a results file of raft.py; remove it or use another --out")
-        if {k: config.get(k) for k in config_of(args)} != config_of(args):
-            fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
-        print(f"{args.out}: finished already")
-        return done
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = False
 
+
+def run(args):
+    """One run: train (Algorithm 1), probe, write the results file and OUT.pt."""
     torch.manual_seed(args.seed)
     data = load_data(args)
     model, teacher = build(args)
     print(f"{args.loss} / predictor {args.predictor}{' / tangent' if args.tangent else ''} on {describe_device(args.device)}: "
           f"{len(data['train'][1])} training images, {args.epochs} epochs")
-
     history, train_seconds = train(model, teacher, data, args)
     t0 = time.perf_counter()
     accs = linear_eval(model.encoder, data, args)
-    eval_seconds = time.perf_counter() - t0
     result = dict(config=vars(args), versions=versions(), device=describe_device(args.device), history=history,
                   **table_values(history), linear_acc=accs[-1], linear_acc_last10=sum(accs[-10:]) / len(accs[-10:]),
-                  probe_history=accs, seconds=dict(train=train_seconds, eval=eval_seconds))
+                  probe_history=accs, seconds=dict(train=train_seconds, eval=time.perf_counter() - t0))
     save_weights(model, teacher, args)
     save_atomically(result, args.out, save=write_json)
     if os.path.exists(args.out + ".ckpt"):
@@ -1233,6 +1267,22 @@ def main(argv=None):
     print(f"linear accuracy {accs[-1]:.2f}% (mean of the last 10 probe epochs {result['linear_acc_last10']:.2f}%)  "
           f"L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}, {args.out}.pt")
     return result
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if args.list_runs:
+        return print("\n".join(f"{name}\t{flags}" for name, flags in RUNS.items()))
+    if args.tables:
+        return write_tables(args.tables)
+    set_up_device(args)
+    if args.out:
+        check_writable(args.out)
+    if args.benchmark:
+        return benchmark(args)
+    if args.resume and os.path.exists(args.out):  # run_all.sh re-runs everything with --resume
+        return finished_run(args)
+    return run(args)
 
 
 if __name__ == "__main__":

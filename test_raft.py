@@ -645,6 +645,9 @@ def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tm
     first = raft.main(cli(folder, out, "--epochs", 1))
     monkeypatch.setattr(raft, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert raft.main(cli(folder, out, "--epochs", 1, "--resume")) == first
+    older = dict(first, config={k: v for k, v in first["config"].items() if k != "cuda_graph"})  # before the flag existed
+    out.write_text(json.dumps(older))
+    assert raft.main(cli(folder, out, "--epochs", 1, "--resume")) == older  # the flag counts at its default
     with pytest.raises(SystemExit, match="other settings"):
         raft.main(cli(folder, out, "--epochs", 1, "--resume", "--beta", 2))
 

@@ -1,23 +1,18 @@
 """RAFT: Run Away From your Teacher, and the BYOL variants it studies, in one file.
 
-Paper: "Run Away From your Teacher: a New Self-Supervised Approach Solving the Puzzle of
-BYOL" (ICLR 2021 submission). Every equation below carries the paper's number; search for
-"eq. 8" to find the RAFT loss. Where the paper is silent, the defaults follow the authors'
-public code (github.com/WOWNICE/RAFT), each behind a flag (README, "Choices the paper leaves open").
+Paper: "Run Away From your Teacher: a New Self-Supervised Approach Solving the Puzzle of BYOL" (ICLR 2021
+submission). RAFT (eq. 8) is BYOL′ (eq. 6) with the sign of the cross-model term flipped: the online network
+aligns the two views of an image and runs away from its mean teacher. Every equation carries the paper's
+number; search for "eq. 8". Where the paper is silent, the defaults follow the authors' public code, each
+behind a flag (README, "Choices the paper leaves open").
 
-    python raft.py --loss raft --predictor mlp              # Table 1, RAFT row (300 epochs)
-    python raft.py --loss byol --predictor none             # BYOL-NP: the collapse of Sec. 3
-    python raft.py --epochs 0 --predictor linear            # Rand-Baseline
-    bash run_all.sh                                         # Tables 1 and 3, 3 seeds per row
+    python raft.py --loss raft --predictor mlp      # Table 1, RAFT row: 300 epochs, then the linear probe
+    python raft.py --loss byol --predictor none     # BYOL-NP: the collapse of Sec. 3
+    python raft.py --epochs 0 --predictor linear    # Rand-Baseline
+    bash run_all.sh                                 # Tables 1 and 3 (the runs: tools/tables.py)
 
-Measured so far (README.md): on a 2-core CPU only, the CPU profile of every table row with a
-small encoder (PROFILE=cpu bash run_all.sh, results/cpu/). No GPU run has been made yet, so no
-accuracy of ours at the paper's scale is claimed here.
-
-Sections, top to bottom: configuration; data and augmentation (App. C); networks (App. C);
-losses (eqs. 1-3, 5, 6, 8, Sec. 5 remark; eq. 7 is checked in test_raft.py); mean teacher
-(eq. 4); training (Algorithm 1); linear probe (App. C); results files and checkpoints; then
-the tools, not the method: benchmark, tables; main.
+Sections: configuration; data; augmentation (App. C); networks (App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5);
+mean teacher (eq. 4); training (Algorithm 1); linear probe (App. C); results files and checkpoints; main.
 """
 
 import argparse
@@ -28,6 +23,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 
 import numpy as np
@@ -44,10 +40,10 @@ FEATURES, HIDDEN, PROJECTION = 512, 512, 128  # encoder output, MLP hidden width
 CROP_SCALE = (0.08, 1.0)  # random resized crop, as torchvision's default (SimCLR / BYOL)
 JITTER_P, GRAYSCALE_P = 0.8, 0.2  # App. C
 UNIFORM_T = 2.0  # t of eq. 2
-PROBE_BATCH = 512  # linear probe batch (authors' eval/eval.py; the paper is silent)
+PROBE_BATCH = 512  # linear probe batch (authors' code; the paper is silent)
 LOG_SAMPLES = 64  # the authors log L_align and L_uniform on the first 64 samples of a step
-BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range and kernel = 10% of the image, as BYOL
-KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # the kNN monitor: neighbours, temperature, images
+BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range; kernel 10% of the image, as BYOL
+KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # kNN monitor: neighbours, temperature, images
 
 
 def fail(message):
@@ -55,69 +51,63 @@ def fail(message):
     raise SystemExit(f"raft.py: error: {message}")
 
 
-def get_args(argv=None):
+def get_args(argv=None, p=None):
     """The flags, checked (one line per mistake), with the device and the defaults that depend on it resolved."""
-    args = parser().parse_args(argv)
+    args = (p or parser()).parse_args(argv)
     validate(args)
-    if not (args.list_runs or args.tables):
-        resolve_device(args)
+    resolve_device(args)
     return args
 
 
 def parser():
     p = argparse.ArgumentParser(description="RAFT / BYOL / BYOL' on CIFAR-10 (see README.md).")
     p.error = fail  # one line, not argparse's usage block
+    add = p.add_argument_group("data").add_argument
+    add("--data-dir", default="data", help="CIFAR-10, downloaded when missing; or DIR/{train,test}/<class>/<image>")
+    add("--train-subset", type=int, default=0, help="train and fit the probe on the first N images; 0: all")
+    add("--image-size", type=int, default=96, help="views are cropped and resized to this size (paper: 32 -> 96)")
+    add("--blur", type=float, default=0.0, help="probability of Gaussian blur (off in the paper's CIFAR setup)")
+    add("--solarize", type=float, default=0.0, help="probability of solarisation (off in the paper's CIFAR setup)")
+    add("--jitter-strength", type=float, default=1.0, help="s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), p 0.8")
 
-    g = p.add_argument_group("data")
-    g.add_argument("--data-dir", default="data", help="CIFAR-10 is downloaded here when missing; or a folder with train/ and test/ in ImageFolder layout")
-    g.add_argument("--train-subset", type=int, default=0, help="train (and fit the linear probe) on the first N training images; 0: all")
-    g.add_argument("--image-size", type=int, default=96, help="views are cropped and resized to this size (paper: 32 -> 96)")
-    g.add_argument("--blur", type=float, default=0.0, help="probability of Gaussian blur (off in the paper's CIFAR setup)")
-    g.add_argument("--solarize", type=float, default=0.0, help="probability of solarisation (off in the paper's CIFAR setup)")
-    g.add_argument("--jitter-strength", type=float, default=1.0, help="s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), p = 0.8; paper: silent; authors' code: 1; SimCLR's CIFAR setting: 0.5")
+    add = p.add_argument_group("model").add_argument
+    add("--encoder", choices=["resnet18", "small"], default="resnet18", help="ResNet18 (paper) or a 4-layer CNN (CPU)")
+    add("--stem", choices=["imagenet", "cifar"], default="imagenet", help="ResNet18 stem: 7x7/2 + pool, or 3x3/1")
+    add("--predictor", choices=["mlp", "mlp-bn", "linear", "linear-identity", "none"], default="mlp",
+        help="q_w: MLP (App. C), MLP with BatchNorm (Sec. 3), LP (W), LPI (W = I at start), NP (identity)")
+    add("--bn-views", choices=["per-view", "joint"], default="per-view", help="BatchNorm batch: each view, or both")
+    add("--teacher-init", choices=["random", "copy"], default="random", help="f_ξ at step 0: own draw, or f_θ's copy")
+    add("--mirror-init", action="store_true", help="negate q_w's last layer at the start (Theorem 5.1, generalised)")
 
-    g = p.add_argument_group("model")
-    g.add_argument("--encoder", choices=["resnet18", "small"], default="resnet18", help="f_θ's backbone: ResNet18 (paper) or a 4-layer CNN for quick CPU runs and tests")
-    g.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet", help="ResNet18 stem: 7x7/2 + max-pool (paper, 96 px) or 3x3/1 without max-pool (32 px runs)")
-    g.add_argument("--predictor", choices=["mlp", "mlp-bn", "linear", "linear-identity", "none"], default="mlp", help="q_w: MLP (App. C, no BatchNorm), MLP with BatchNorm (Sec. 3), LP (W), LPI (W initialised to I), NP (identity)")
-    g.add_argument("--bn-views", choices=["per-view", "joint"], default="per-view", help="BatchNorm batches: each view its own batch of N (authors' code, BYOL) or both views as one batch of 2N (a departure)")
-    g.add_argument("--teacher-init", choices=["random", "copy"], default="random", help="f_ξ at step 0: its own random draw (authors' code, BYOL) or a copy of f_θ")
-    g.add_argument("--mirror-init", action="store_true", help="negate q_w's last layer after initialisation: RAFT from here follows BYOL''s trajectory from the plain initialisation, mirrored (Theorem 5.1, generalised)")
+    add = p.add_argument_group("loss").add_argument
+    add("--loss", choices=["byol", "byol-prime", "raft"], default="raft", help="eq. 3 (BYOL), eq. 6 (BYOL'), eq. 8")
+    add("--alpha", type=float, default=1.0, help="α, weight of L_align (eqs. 6, 8); paper: 1")
+    add("--beta", type=float, default=1.0, help="β > 0, weight of L_cross-model (eqs. 6, 8); RAFT subtracts it")
+    add("--tangent", action="store_true", help="the Tan variant of the teacher terms (Sec. 5 remark)")
 
-    g = p.add_argument_group("loss")
-    g.add_argument("--loss", choices=["byol", "byol-prime", "raft"], default="raft", help="eq. 3 (BYOL), eq. 6 (BYOL': α L_align + β L_cross-model) or eq. 8 (RAFT: α L_align - β L_cross-model)")
-    g.add_argument("--alpha", type=float, default=1.0, help="α, weight of L_align (eqs. 6, 8); paper: 1")
-    g.add_argument("--beta", type=float, default=1.0, help="β > 0, weight of L_cross-model (eqs. 6, 8); RAFT subtracts it; paper: 1")
-    g.add_argument("--tangent", action="store_true", help="Tan variant (Sec. 5 remark): ||ẑ' - λẑ||²/λ with λ = sg(<ẑ, ẑ'>) in the teacher terms")
+    add = p.add_argument_group("optimisation").add_argument
+    add("--epochs", type=int, default=300, help="training epochs (paper: 300); 0: the Rand-Baseline")
+    add("--batch-size", type=int, default=128, help="images per step, two views each (paper: 128)")
+    add("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
+    add("--tau", type=float, default=0.996, help="τ of the mean teacher, eq. 4 (paper: EMA rate 4e-3)")
+    add("--tau-schedule", choices=["constant", "cosine"], default="constant", help="constant (paper) or BYOL's")
 
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=300, help="training epochs (paper: 300); 0 evaluates the random network (Rand-Baseline)")
-    g.add_argument("--batch-size", type=int, default=128, help="images per step, two views each (paper: 128)")
-    g.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
-    g.add_argument("--tau", type=float, default=0.996, help="τ of the mean teacher, eq. 4 (paper: EMA rate 4e-3, i.e. τ = 0.996)")
-    g.add_argument("--tau-schedule", choices=["constant", "cosine"], default="constant", help="constant τ (paper) or BYOL's cosine increase of τ to 1")
+    add = p.add_argument_group("evaluation").add_argument
+    add("--eval-epochs", type=int, default=100, help="epochs of the linear classifier (paper: 100)")
+    add("--eval-lr", type=float, default=5e-4, help="Adam learning rate of the linear classifier (paper: 5e-4)")
+    add("--probe", choices=["augmented", "features"], default="augmented",
+        help="fit the classifier on crop+flip views every epoch (authors' code) or on features of plain images")
+    add("--knn-every", type=int, default=10, help="kNN accuracy monitor every N epochs; 0: off")
 
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-epochs", type=int, default=100, help="epochs of the linear classifier (paper: 100)")
-    g.add_argument("--eval-lr", type=float, default=5e-4, help="Adam learning rate of the linear classifier (paper: 5e-4)")
-    g.add_argument("--probe", choices=["augmented", "features"], default="augmented", help="train the classifier on crop+flip views with features recomputed every epoch (authors' code) or on precomputed features of plain images")
-    g.add_argument("--knn-every", type=int, default=10, help="kNN accuracy monitor every N epochs (10k train, 2k test images); 0: off")
-
-    g = p.add_argument_group("system")
-    g.add_argument("--seed", type=int, default=0, help="fixes initialisation, batches and augmentations")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:1, cpu, ...")
-    g.add_argument("--out", help="results file, JSON written atomically (default: raft-run.json; with --benchmark: none); its checkpoint is OUT.ckpt")
-    g.add_argument("--resume", action="store_true", help="continue from OUT.ckpt when it exists")
-    g.add_argument("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
-    g.add_argument("--cuda-graph", action="store_true", help="on CUDA, capture the whole step (augmentation, forwards, loss, backward, Adam, EMA, metrics) as one CUDA graph; opt-in until checked on a GPU (README, Speed)")
-
-    g = p.add_argument_group("tools (instead of training)")
-    g.add_argument("--benchmark", action="store_true", help="measure augmentation and training-step speed, MFU and the time of a full run")
-    g.add_argument("--list-runs", action="store_true", help="print the runs behind Tables 1 and 3 (used by run_all.sh)")
-    g.add_argument("--tables", metavar="DIR", help="write DIR/table1.md, table3.md, mirror.md from DIR's results files")
-
+    add = p.add_argument_group("system").add_argument
+    add("--seed", type=int, default=0, help="fixes initialisation, batches and augmentations")
+    add("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:1, cpu, ...")
+    add("--out", default="raft-run.json", help="results file (JSON, written atomically); OUT.ckpt, OUT.pt beside")
+    add("--resume", action="store_true", help="continue from OUT.ckpt; reuse OUT if it is finished")
+    add("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
+    add("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
+    add("--compile", action="store_true", help="torch.compile the forward pass")
+    add("--cuda-graph", action="store_true", help="on CUDA, run the whole step as one CUDA graph (opt-in)")
     return p
 
 
@@ -131,13 +121,15 @@ def validate(args):
         (args.image_size >= 8, "--image-size must be >= 8"),
         (args.lr > 0 and args.eval_lr > 0, "learning rates must be > 0"),
         (0 <= args.blur <= 1 and 0 <= args.solarize <= 1, "--blur and --solarize are probabilities"),
-        (0 <= args.jitter_strength <= 1.25, "--jitter-strength must lie in [0, 1.25] (brightness factor 1 ± 0.8s stays >= 0)"),
-        (args.train_subset >= 0 and args.knn_every >= 0 and args.save_every >= 1, "--train-subset, --knn-every must be >= 0, --save-every >= 1"),
-        (args.train_subset == 0 or args.train_subset >= args.batch_size, "--train-subset must be at least --batch-size"),
-        (args.loss != "byol" or (args.alpha, args.beta) == (1.0, 1.0), "--alpha and --beta weight eqs. 6 and 8: use them with --loss byol-prime or raft"),
-        (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor (there is no last layer to negate)"),
+        (0 <= args.jitter_strength <= 1.25, "--jitter-strength must lie in [0, 1.25] (brightness 1 ± 0.8s >= 0)"),
+        (min(args.train_subset, args.knn_every) >= 0 and args.save_every >= 1,
+         "--train-subset, --knn-every must be >= 0, --save-every >= 1"),
+        (args.train_subset not in range(1, args.batch_size), "--train-subset must be at least --batch-size (0: all)"),
+        (args.loss != "byol" or (args.alpha, args.beta) == (1.0, 1.0),
+         "--alpha and --beta weight eqs. 6 and 8: use them with --loss byol-prime or raft"),
+        (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor to negate"),
         (not (args.encoder == "small" and args.stem != "imagenet"), "--stem applies to ResNet18 only"),
-        (not args.cuda_graph or args.tau_schedule == "constant", "--cuda-graph needs --tau-schedule constant (τ is captured in the graph)"),
+        (not args.cuda_graph or args.tau_schedule == "constant", "--cuda-graph needs --tau-schedule constant"),
     ]
     for ok, message in checks:
         if not ok:
@@ -154,8 +146,6 @@ def resolve_device(args):
         fail("--cuda-graph needs a CUDA device")
     if args.amp is None:
         args.amp = args.device.startswith("cuda")
-    if args.out is None and not args.benchmark:
-        args.out = "raft-run.json"
 
 
 # -----------------------------------------------------------------------------
@@ -164,8 +154,8 @@ def resolve_device(args):
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train/ and test/ "
-                   "in ImageFolder layout (e.g. tar -xzf cifar10-jpeg.tar.gz -C data; --data-dir data/cifar10)")
+LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train/ and test/ in ImageFolder layout "
+                   "(e.g. tar -xzf cifar10-jpeg.tar.gz -C data; --data-dir data/cifar10)")
 
 
 def read_image(path):
@@ -189,8 +179,8 @@ def load_image_folder(root, train_subset=0):
     for split in ("train", "test"):
         files, labels = [], []
         for label, name in enumerate(classes):
-            found = sorted(glob.glob(os.path.join(root, split, name, "*")))
-            found = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS)]
+            found = [f for f in sorted(glob.glob(os.path.join(root, split, name, "*")))
+                     if f.lower().endswith(IMAGE_EXTENSIONS)]
             if not found:
                 fail(f"{root}/{split}/{name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
@@ -205,20 +195,32 @@ def load_image_folder(root, train_subset=0):
         images = [read_image(files[i]) for i in order.tolist()]
         size = images[0].size
         arrays = [np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR)) for im in images]
-        data[split] = (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), y[order])  # (N, 3, H, W), (N,)
+        data[split] = (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), y[order])
     return data
+
+
+def undo_download(root, created, before):
+    """Remove what a failed download made: the folders it created, or what it added to root."""
+    for path in [created] if created else [os.path.join(root, n) for n in set(os.listdir(root)) - before]:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def load_cifar10(root):
     """CIFAR-10 through torchvision, downloaded into root when missing."""
+    created, path = None, os.path.abspath(root)
+    while not os.path.exists(path):  # the outermost folder the download would create
+        path, created = os.path.dirname(path), path
+    before = set() if created else set(os.listdir(root))
     data = {}
     for split in ("train", "test"):
         try:
             ds = torchvision.datasets.CIFAR10(root, train=split == "train", download=True)
         except Exception as e:  # no network, a bad archive, an unwritable folder
+            undo_download(root, created, before)
             nearby = [os.path.dirname(d) for d in glob.glob(os.path.join(root, "*", "train"))]
             hint = f"did you mean --data-dir {nearby[0]}?" if nearby else LOCAL_COPY_HINT
-            fail(f"no CIFAR-10 in {root!r} and the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {hint}")
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            fail(f"no CIFAR-10 in {root!r} and the download failed ({reason}); {hint}")
         data[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets))
     return data
 
@@ -314,7 +316,7 @@ def color_jitter(x, strength=1.0):
         f = per_image(factors.gather(1, op[:, None]).squeeze(1))
         # brightness, contrast and saturation blend the image with black, its mean grey, its grey version
         g = gray(x)
-        anchor = torch.where(per_image(op == 0), 0.0, torch.where(per_image(op == 1), g.mean((1, 2, 3), keepdim=True), g))
+        anchor = torch.where(per_image(op == 0), 0.0, torch.where(per_image(op == 1), g.mean((1, 2, 3), True), g))
         blended = f * x + (1 - f) * anchor
         x = torch.where(per_image(op == 3), adjust_hue(x, f.view(-1)), blended).clamp(0, 1)
     return x
@@ -348,7 +350,7 @@ def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0):
 
 @functools.cache
 def channel_stats(device):  # copied to the device once, not at every step
-    return torch.tensor(CIFAR_MEAN, device=device).view(1, 3, 1, 1), torch.tensor(CIFAR_STD, device=device).view(1, 3, 1, 1)
+    return tuple(torch.tensor(s, device=device).view(1, 3, 1, 1) for s in (CIFAR_MEAN, CIFAR_STD))
 
 
 def normalize(x):
@@ -357,8 +359,9 @@ def normalize(x):
 
 
 def two_views(images, args):
-    """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised; (N, 3, S, S) each."""
-    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize)) for _ in range(2)]
+    """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised."""
+    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize))
+            for _ in range(2)]
 
 
 # -----------------------------------------------------------------------------
@@ -385,7 +388,7 @@ def small_cnn():
 
 def projector():
     return nn.Sequential(
-        nn.Linear(FEATURES, HIDDEN, bias=False),  # no bias: followed by BN (its zero gradient is float noise that Adam amplifies)
+        nn.Linear(FEATURES, HIDDEN, bias=False),  # no bias before BN: its zero gradient is float noise Adam amplifies
         nn.BatchNorm1d(HIDDEN),
         nn.ReLU(inplace=True),
         nn.Linear(HIDDEN, PROJECTION),
@@ -431,7 +434,7 @@ def build_teacher(model, args):
     """f_ξ = encoder + projector, moved only by eq. 4, never by gradients."""
     if args.teacher_init == "copy":
         teacher = copy.deepcopy(nn.ModuleDict(dict(encoder=model.encoder, projector=model.projector)))
-    else:  # its own random initialisation, as the authors' code (--same-init False) and DeepMind's BYOL
+    else:  # its own random initialisation, as the authors' code and DeepMind's BYOL
         teacher = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))
     return teacher.requires_grad_(False)
 
@@ -447,8 +450,9 @@ def build(args):
 
 
 # -----------------------------------------------------------------------------
-# Losses. Inputs are un-normalised (N, D) tensors; each loss l2-normalises inside (Sec. 2.1)
-# and returns the batch mean.
+# Losses. Names: Algorithm 1's z = q_w(f_θ(t(x))), the prediction, is p here (p1, p2 for the two views);
+# its z′ = f_ξ(t(x)), the teacher's output, is teacher1, teacher2; z = f_θ(t(x)) is the projector's output.
+# Inputs are un-normalised (N, D) tensors; each loss l2-normalises inside (Sec. 2.1) and returns the batch mean.
 
 
 def fp32_or_wider(x):
@@ -464,6 +468,7 @@ def sq_dist(p, target, tangent=False):
         return (p - target).pow(2).sum(-1)
     lam = (p * target).sum(-1, keepdim=True).detach()
     return ((target - lam * p).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
+
 
 def align_loss(a, b):
     """eq. 1: L_align = E ||f̂(x1) - f̂(x2)||² over positive pairs."""
@@ -487,7 +492,7 @@ def byol_loss(p1, p2, teacher1, teacher2, tangent=False):
 
 
 def objective(p1, p2, teacher1, teacher2, args):
-    """The training loss selected by --loss. (eq. 7, Theorem 4.1, L_BYOL <= (1/α + 1/β) L_BYOL', is checked in test_raft.py.)"""
+    """The training loss selected by --loss. (eq. 7, Theorem 4.1, is checked in test_raft.py.)"""
     if args.loss == "byol":
         return byol_loss(p1, p2, teacher1, teacher2, args.tangent)  # eq. 3
     align = align_loss(p1, p2)
@@ -520,6 +525,11 @@ def ema_update(teacher, model, tau):
 # Training (Algorithm 1)
 
 
+def to_cuda_layout(x):
+    """channels_last on CUDA: the layout cuDNN's fastest bf16 convolutions use."""
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
 def forward(model, teacher, x):
     """x: (B, 3, S, S), one BatchNorm batch. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (B, 128)."""
     x = to_cuda_layout(x)
@@ -535,18 +545,13 @@ def forward(model, teacher, x):
     return p, z, z_teacher
 
 
-def to_cuda_layout(x):
-    """channels_last on CUDA: the layout cuDNN's fastest bf16 convolutions use."""
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
-
-
 def forward_views(model, teacher, v1, v2, args, fwd=forward):
     """Both views through the networks. Returns p1, p2 = q_w(f_θ(v)), z1, z2 = f_θ(v), teacher1, teacher2 = f_ξ(v),
     each (N, 128)."""
-    if args.bn_views == "per-view":  # each view its own batch of N: authors' code (gen_rep per view), BYOL
+    if args.bn_views == "per-view":  # each view its own batch of N: authors' code, BYOL
         (p1, z1, teacher1), (p2, z2, teacher2) = fwd(model, teacher, v1), fwd(model, teacher, v2)
         return p1, p2, z1, z2, teacher1, teacher2
-    p, z, z_teacher = fwd(model, teacher, torch.cat([v1, v2]))  # joint (a departure): input (2N, 3, S, S), outputs (2N, 128)
+    p, z, z_teacher = fwd(model, teacher, torch.cat([v1, v2]))  # joint (a departure): one batch of 2N
     return *p.chunk(2), *z.chunk(2), *z_teacher.chunk(2)  # each (2N, 128) -> view 1 (N, 128), view 2 (N, 128)
 
 
@@ -556,9 +561,9 @@ METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors"]
 def table_metrics(p1, p2, z1):
     """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
     align, uniform: eqs. 1 and 2 as printed, over the batch; L_uniform over all pairs of view 1's projector outputs.
-    align_authors, uniform_authors: as the authors' code logs them (models/main/raft.py@74d51b9, register_reps,
-    estimate_align, estimate_uniform): the first 64 samples; L_align as a mean over the D dimensions (||·||²/D);
-    L_uniform of the normalised PREDICTOR outputs over consecutive pairs (i, i + 1), averaged over the two views."""
+    align_authors, uniform_authors: as the authors' code logs them: the first 64 samples; L_align as a mean over
+    the D dimensions (||·||²/D); L_uniform of the normalised PREDICTOR outputs over consecutive pairs (i, i + 1),
+    averaged over the two views."""
     a, b = p1[:LOG_SAMPLES], p2[:LOG_SAMPLES]  # (64, 128) each
     consecutive = lambda p: sq_dist(p[:-1], p[1:]).mul(-UNIFORM_T).exp().mean().log()
     return align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1], (consecutive(a) + consecutive(b)) / 2
@@ -570,7 +575,6 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
         lines 7-8, l_align and l_cross-model                 objective (eq. 6 or 8; eq. 3 for BYOL)
         lines 10-11, the gradient and the optimiser step     loss.backward(), opt.step()
         line 12, ξ <- τ_k ξ + (1 - τ_k) θ                    ema_update (eq. 4)
-    (lines 2-4, the batch and its two transformations, are the epoch loop's: train, make_step, two_views.)
     Returns the METRICS of the step, on the device. With opt=None it only measures (--epochs 0)."""
     # autocast's weight cache cannot live across CUDA graph replays (PyTorch's CUDA graphs notes)
     autocast = torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp, cache_enabled=not args.cuda_graph)
@@ -586,6 +590,47 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
         return torch.stack([loss.detach(), *table_metrics(p1, p2, z1)])
 
 
+def train(model, teacher, data, args):
+    """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
+    images, opt, epochs = data["train"][0], None, args.epochs
+    if args.epochs == 0:  # Rand-Baseline: one epoch that only measures, on copies of the networks, so that the
+        # probe sees the encoder exactly as initialised, BatchNorm statistics included (authors' code)
+        model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
+    else:
+        opt = make_optimizer(model, args)
+    fwd = torch.compile(forward) if args.compile else forward
+    start, history, seconds = 0, [], 0.0
+    if args.resume and os.path.exists(args.out + ".ckpt"):
+        start, history, seconds = load_checkpoint(args.out + ".ckpt", model, teacher, opt, args)
+    step, sums = make_step(model, teacher, opt, args, images.shape[1:], fwd)  # line 4 (two_views) + train_step
+    steps = len(images) // args.batch_size  # the last partial batch is dropped
+    started = time.perf_counter()
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(images), device=images.device)
+        sums.zero_()
+        for i in range(steps):  # lines 2-3: a minibatch x of N images; then lines 4-12
+            x = images[perm[i * args.batch_size:(i + 1) * args.batch_size]]
+            step(x, tau_at(epoch * steps + i, epochs * steps, args))
+        means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
+        dt = time.perf_counter() - t0
+        seconds += dt
+        if not all(map(math.isfinite, means.values())):
+            fail(f"the loss became {means['loss']} at epoch {epoch + 1}; "
+                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
+        eta = (time.perf_counter() - started) / (epoch + 1 - start) * (epochs - epoch - 1)
+        row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds, eta_s=eta)
+        if args.knn_every and (epoch + 1) % args.knn_every == 0:
+            row["knn_acc"] = knn_accuracy(model.encoder, data, args)
+        history.append(row)
+        log_row(row, header=epoch == start)
+        if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == epochs):
+            save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
+                                 rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
+                                 config=config_of(args)), args.out + ".ckpt")
+    return history, seconds
+
+
 def make_optimizer(model, args):
     cuda = args.device.startswith("cuda")
     return torch.optim.Adam(model.parameters(), lr=args.lr, fused=cuda, capturable=cuda and args.cuda_graph)
@@ -594,8 +639,8 @@ def make_optimizer(model, args):
 def make_step(model, teacher, opt, args, image_shape, fwd=forward):
     """The epoch loop's step: step(images, tau) makes two views of a uint8 batch, runs train_step and adds its
     METRICS to sums, a device tensor read (and zeroed) once per epoch. The batch is copied into a static buffer,
-    so that with --cuda-graph the whole step, augmentation, both views' forwards, loss, backward, Adam, EMA update
-    and sums, is one CUDA graph replayed on that buffer: one launch per step instead of several hundred."""
+    so that with --cuda-graph the whole step (augmentation, both views' forwards, loss, backward, Adam, EMA update
+    and sums) is one CUDA graph replayed on that buffer: one launch per step instead of several hundred."""
     sums = torch.zeros(len(METRICS), device=args.device)
     static = torch.zeros((args.batch_size, *image_shape), dtype=torch.uint8, device=args.device)
 
@@ -644,49 +689,6 @@ def capture(body, model, teacher, opt, sums):
     return graph
 
 
-def train(model, teacher, data, args):
-    """Algorithm 1 for args.epochs epochs; resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
-    images = data["train"][0]
-    epochs, opt = args.epochs, None
-    if args.epochs == 0:  # Rand-Baseline: one epoch that only measures (no optimiser), on copies of the networks, so
-        # that the probe sees the encoder exactly as initialised, BatchNorm statistics included (authors' --eval-mode rand)
-        model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
-    else:
-        opt = make_optimizer(model, args)
-    fwd = torch.compile(forward) if args.compile else forward
-    ckpt_path = args.out + ".ckpt"
-    start, history, seconds = 0, [], 0.0
-    if args.resume and os.path.exists(ckpt_path):
-        start, history, seconds = load_checkpoint(ckpt_path, model, teacher, opt, args)
-
-    step, sums = make_step(model, teacher, opt, args, images.shape[1:], fwd)
-    steps = len(images) // args.batch_size  # the last partial batch is dropped
-    total_steps = epochs * steps
-    session_start = time.perf_counter()
-    for epoch in range(start, epochs):
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(images), device=images.device)
-        sums.zero_()
-        for i in range(steps):
-            step(images[perm[i * args.batch_size:(i + 1) * args.batch_size]], tau_at(epoch * steps + i, total_steps, args))
-        means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
-        dt = time.perf_counter() - t0
-        seconds += dt
-        if not all(map(math.isfinite, means.values())):
-            fail(f"the loss became {means['loss']} at epoch {epoch + 1}; the last checkpoint ({ckpt_path}, if any) is kept")
-        row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds,
-                   eta_s=(time.perf_counter() - session_start) / (epoch + 1 - start) * (epochs - epoch - 1))
-        if args.knn_every and (epoch + 1) % args.knn_every == 0:
-            row["knn_acc"] = knn_accuracy(model.encoder, data, args)
-        history.append(row)
-        log_row(row, header=epoch == start)
-        if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == epochs):
-            save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
-                                 rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
-                                 config=config_of(args)), ckpt_path)
-    return history, seconds
-
-
 # -----------------------------------------------------------------------------
 # Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
 
@@ -700,7 +702,10 @@ def features(encoder, images, args, crop=False):
     out = []
     for chunk in images.split(PROBE_BATCH):
         x = chunk.float() / 255
-        x = crop_flip(x, args.image_size) if crop else F.interpolate(x, size=args.image_size, mode="bilinear", align_corners=False)
+        if crop:
+            x = crop_flip(x, args.image_size)
+        else:
+            x = F.interpolate(x, size=args.image_size, mode="bilinear", align_corners=False)
         x = to_cuda_layout(normalize(x))
         with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
             out.append(encoder(x).float())
@@ -747,7 +752,7 @@ def linear_eval(encoder, data, args):
 
 
 # -----------------------------------------------------------------------------
-# Results files and checkpoints (not the method: what a run writes, and how it resumes)
+# Results files, checkpoints and weights (what a run writes, and how it resumes)
 
 
 def check_writable(path):
@@ -765,7 +770,7 @@ def check_writable(path):
 
 def config_of(args):
     """The flags that determine a run's result (what a resumed run must share)."""
-    ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile", "benchmark", "list_runs", "tables"}
+    ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile"}
     return {k: v for k, v in vars(args).items() if k not in ignore}
 
 
@@ -779,7 +784,8 @@ def versions():
 
 
 def describe_device(device):
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    cuda = device.startswith("cuda")
+    return torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
 
 
 def write_text(text, path):
@@ -823,11 +829,10 @@ def load_checkpoint(path, model, teacher, opt, args):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     except Exception as e:
         fail(f"cannot read the checkpoint {path} ({type(e).__name__}); remove it to start again")
-    config = config_of(args)
-    stored = stored_config(ckpt["config"])
-    diff = sorted(k for k in config if stored.get(k) != config[k])
+    config, stored = config_of(args), stored_config(ckpt["config"])
+    diff = sorted("--" + k.replace("_", "-") for k in config if stored.get(k) != config[k])
     if diff:
-        fail(f"{path} was made with other settings ({', '.join('--' + k.replace('_', '-') for k in diff)}); remove it or use another --out")
+        fail(f"{path} was made with other settings ({', '.join(diff)}); remove it or use another --out")
     model.load_state_dict(ckpt["model"])
     teacher.load_state_dict(ckpt["teacher"])
     opt.load_state_dict(ckpt["opt"])
@@ -866,372 +871,8 @@ def log_row(row, header=False):
     cols = ["epoch", "loss", "align", "uniform", "knn_acc", "images_per_s", "seconds", "eta_s"]
     if header:
         print(" ".join(f"{c:>12}" for c in cols))
-    cells = []
-    for c in cols:
-        v = row.get(c)
-        cells.append(f"{'':>12}" if v is None else f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}")
-    print(" ".join(cells), flush=True)
-
-
-# =============================================================================
-# Tools, not the method: the benchmark (--benchmark) and Tables 1 and 3 (--list-runs, --tables)
-# =============================================================================
-
-# -----------------------------------------------------------------------------
-# Benchmark (--benchmark): the CUDA graph check, augmentation and step speed, MFU, both probes, a full run
-
-PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0, "4090": 165.0}
-
-
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, reps):
-    fn()  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t0) / reps
-
-
-def per_image_pipeline(size):
-    """What other BYOL code runs: torchvision transforms on each PIL image in DataLoader workers."""
-    import torchvision.transforms as T
-    return T.Compose([
-        T.RandomResizedCrop(size, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
-        T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
-
-
-def two_view_collate(batch, transform):
-    return [torch.stack([transform(im) for im in batch]) for _ in range(2)]
-
-
-def peak_flops(args):
-    """(FLOP/s, what it is): datasheet dense bf16 for known GPUs under --amp, else a measured matmul."""
-    if args.device.startswith("cuda") and args.amp:
-        name = torch.cuda.get_device_name(args.device)
-        for key, tflops in PEAK_BF16_TFLOPS.items():
-            if key in name:
-                return tflops * 1e12, f"{name} datasheet dense bf16, {tflops:.0f} TFLOP/s"
-    dtype = torch.bfloat16 if args.amp else torch.float32
-    a = torch.randn(2048, 2048, device=args.device, dtype=dtype)
-    s = timed(lambda: a @ a, args.device, 5)
-    return 2 * 2048 ** 3 / s, f"measured {str(dtype)[6:]} 2048² matmul on {args.device}, {2 * 2048 ** 3 / s / 1e12:.2f} TFLOP/s"
-
-
-def with_flags(args, **changes):
-    return argparse.Namespace(**{**vars(args), **changes})
-
-
-GRAPH_CHECK_STEPS, GRAPH_CHECK_TOL = 10, 0.25  # relative gaps; bf16 rounds eager and replayed kernels apart, Adam amplifies
-
-
-def run_steps(args, images, graphed, steps=GRAPH_CHECK_STEPS):
-    """make_step's step, eager or as a CUDA graph, from the state seed args.seed gives.
-    Returns the summed METRICS, the online parameters after the steps and before them (flattened)."""
-    a = with_flags(args, cuda_graph=graphed)
-    torch.manual_seed(args.seed)
-    model, teacher = build(a)
-    opt = make_optimizer(model, a)
-    flat = lambda: torch.cat([p.detach().float().flatten() for p in model.parameters()])
-    start = flat()
-    step, sums = make_step(model, teacher, opt, a, images.shape[1:])
-    torch.manual_seed(args.seed + 1)  # the same batches and views: a replay draws from the generator's current state
-    for _ in range(steps):
-        step(images[torch.randint(0, len(images), (a.batch_size,), device=images.device)], a.tau)
-    return sums.clone(), flat(), start
-
-
-def check_graph(args, images):
-    """The CUDA graph against the eager step over a few steps from the same state; fails the run when they differ."""
-    eager_sums, eager, start = run_steps(args, images, graphed=False)
-    graph_sums, graphed, _ = run_steps(args, images, graphed=True)
-    param_gap = ((graphed - eager).norm() / (eager - start).norm()).item()
-    metric_gap = ((graph_sums - eager_sums).abs() / eager_sums.abs().clamp_min(1e-12)).max().item()
-    print(f"graph check, {GRAPH_CHECK_STEPS} steps: parameters {param_gap:.2e}, loss and metrics {metric_gap:.2e} "
-          f"(relative; tolerance {GRAPH_CHECK_TOL})")
-    if not (param_gap < GRAPH_CHECK_TOL and metric_gap < GRAPH_CHECK_TOL):
-        fail(f"the CUDA graph step differs from the eager step (parameters {param_gap:.2e}, metrics {metric_gap:.2e}); "
-             "train without --cuda-graph")
-    return dict(graph_check_param_rel=param_gap, graph_check_metric_rel=metric_gap)
-
-
-def time_augmentation(args, images, batch, rows):
-    """Batched augmentation on the device against torchvision's per-image pipeline in DataLoader workers."""
-    rows["augment_batched_images_per_s"] = args.batch_size / timed(lambda: two_views(batch(), args), args.device, rows["reps"])
-    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[: 32 * args.batch_size if args.device.startswith("cuda") else 2 * args.batch_size]]
-    loader = torch.utils.data.DataLoader(pil, batch_size=args.batch_size, num_workers=min(8, os.cpu_count() or 1), persistent_workers=True,
-                                         collate_fn=functools.partial(two_view_collate, transform=per_image_pipeline(args.image_size)))
-    next(iter(loader))  # start the workers
-    t0 = time.perf_counter()
-    count = sum(len(v1) for v1, _ in loader)
-    rows["augment_per_image_images_per_s"] = count / (time.perf_counter() - t0)
-    rows["augment_speedup"] = rows["augment_batched_images_per_s"] / rows["augment_per_image_images_per_s"]
-
-
-def time_steps(args, batch, shape, rows):
-    """The whole step (augmentation + train_step), eager, compiled (--compile) and as a CUDA graph (on CUDA)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    model, teacher = build(args)
-    v1, v2 = two_views(batch(), args)
-    with FlopCounterMode(display=False) as counter:
-        train_step(model, teacher, make_optimizer(model, args), v1, v2, args, args.tau)
-    rows["gflop_per_image"] = counter.get_total_flops() / args.batch_size / 1e9
-    peak, rows["peak"] = peak_flops(args)
-    variants = [("eager", forward, False)] + ([("compiled", torch.compile(forward), False)] if args.compile else [])
-    variants += [("graphed", forward, True)] if args.device.startswith("cuda") else []
-    for name, fwd, graphed in variants:
-        a = with_flags(args, cuda_graph=graphed)
-        model, teacher = build(a)
-        t0 = time.perf_counter()
-        step, _ = make_step(model, teacher, make_optimizer(model, a), a, shape, fwd)  # captures, when graphed
-        step(batch(), a.tau)  # compiles, when compiled
-        sync(a.device)
-        rows[f"{name}_first_step_s"] = time.perf_counter() - t0
-        s = timed(lambda: step(batch(), a.tau), a.device, rows["reps"])
-        rows[f"{name}_step_images_per_s"] = args.batch_size / s
-        rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * args.batch_size / s / peak
-    return max(rows[f"{name}_step_images_per_s"] for name, _, _ in variants)
-
-
-def time_probes(args, batch, rows):
-    """Both probes over CIFAR-10's 50,000 (or --train-subset) training and 10,000 test images."""
-    model, _ = build(args)
-    n_train, n_test = args.train_subset or 50000, 10000
-    plain = timed(lambda: features(model.encoder, batch(), args), args.device, rows["reps"]) / args.batch_size  # s per image
-    cropped = timed(lambda: features(model.encoder, batch(), args, crop=True), args.device, rows["reps"]) / args.batch_size
-    feats, labels = torch.randn(n_train, FEATURES, device=args.device), torch.randint(0, 10, (n_train,), device=args.device)
-    clf = nn.Linear(FEATURES, 10).to(args.device)
-    clf_opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
-    classifier = timed(lambda: probe_epoch(clf, clf_opt, None, None, labels, feats, args), args.device, 1)
-    rows["probe_features_s"] = plain * (n_train + n_test) + args.eval_epochs * classifier
-    rows["probe_augmented_s"] = plain * n_test + args.eval_epochs * (cropped * n_train + classifier)
-    return n_train
-
-
-def benchmark(args):
-    """--benchmark: on CUDA the graph check first, then speeds; printed and, with --out, saved."""
-    cuda = args.device.startswith("cuda")
-    torch.manual_seed(args.seed)
-    images = torch.randint(0, 256, (8192 if cuda else 512, 3, 32, 32), dtype=torch.uint8)  # speed does not depend on content
-    rows = dict(reps=20 if cuda else 2)
-    gpu_images = images.to(args.device)
-    batch = lambda: gpu_images[torch.randint(0, len(images), (args.batch_size,), device=args.device)]
-    if cuda:
-        rows.update(check_graph(args, gpu_images))
-    time_augmentation(args, images, batch, rows)
-    best = time_steps(args, batch, images.shape[1:], rows)
-    n_train = time_probes(args, batch, rows)
-    rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows[f"probe_{args.probe}_s"]) / 60  # no kNN monitor
-    setup = f"{args.image_size} px, batch {args.batch_size}, {args.encoder}/{args.stem}, amp={args.amp}, {describe_device(args.device)}"
-    print(f"benchmark: {setup}")
-    for k, v in rows.items():
-        print(f"  {k:<32} {v if isinstance(v, str) else f'{v:,.3f}'}")
-    if args.out:
-        save_atomically(dict(config=vars(args), versions=versions(), device=describe_device(args.device), benchmark=rows),
-                        args.out, save=write_json)
-
-
-# -----------------------------------------------------------------------------
-# Tables 1 and 3 (run_all.sh runs what --list-runs prints, then --tables aggregates)
-
-RUNS = {  # run name -> flags
-    "rand": "--epochs 0 --predictor linear",
-    **{f"{short}-{pred}": f"--loss {loss} --predictor {flag}"
-       for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]
-       for pred, flag in [("mlp", "mlp"), ("lp", "linear"), ("np", "none")]},
-    **{f"tan{short}-lp": f"--loss {loss} --predictor linear --tangent"
-       for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]},
-    "byol-lpi": "--loss byol --predictor linear-identity",
-    "byol-mlpbn": "--loss byol --predictor mlp-bn",
-    **{f"raft-{pred}-b{b}": f"--loss raft --predictor {flag} --beta {b}"
-       for pred, flag, betas in [("mlp", "mlp", ["0.1", "10"]), ("lp", "linear", ["0.1", "10"]), ("np", "none", ["10", "100"])]
-       for b in betas},
-    **{f"byolp-np-b{b}": f"--loss byol-prime --predictor none --beta {b}" for b in ["10", "100"]},
-    "raft-mlp-mirror": "--loss raft --predictor mlp --mirror-init",
-    "raft-lp-mirror": "--loss raft --predictor linear --mirror-init",
-}
-
-# (label, q_w, α, β, run name, paper: linear accuracy %, L_align, L_uniform); β < 0 is RAFT, as Table 3 writes it
-TABLE1 = [
-    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 78.09e-4, -0.51),
-    ("BYOL", "MLP", "", "", "byol-mlp", "64.32 ± 0.89", 25.03e-4, -2.22),
-    ("BYOL'", "MLP", 1, 1, "byolp-mlp", "69.21 ± 1.01", 22.09e-4, -2.07),
-    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 18.90e-4, -2.04),
-    ("BYOL-LP", "W", "", "", "byol-lp", "67.64 ± 0.90", 7.71e-4, -2.16),
-    ("BYOL'-LP", "W", 1, 1, "byolp-lp", "68.61 ± 0.73", 7.32e-4, -2.19),
-    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.23),
-    ("BYOL-NP", "I", "", "", "byol-np", "20.92 ± 1.29", 1.94e-10, -0.14),
-    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.10),
-    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 16.07e-4, -0.006),
-    ("TanBYOL-LP", "W", "", "", "tanbyol-lp", "67.63 ± 1.27", 7.83e-4, -1.92),
-    ("TanBYOL'-LP", "W", 1, 1, "tanbyolp-lp", "67.66 ± 0.76", 7.52e-4, -2.19),
-    ("TanRAFT-LP", "W", 1, -1, "tanraft-lp", "69.31 ± 0.87", 7.61e-4, -2.13),
-    ("BYOL-LPI (Fig. 4)", "W = I at init", "", "", "byol-lpi", None, None, None),
-    ("BYOL (Sec. 3)", "MLP with BN", "", "", "byol-mlpbn", "68.08 ± 0.84", None, None),
-]
-TABLE3 = [
-    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 7.81e-3, -0.51),
-    ("RAFT", "MLP", 1, -0.1, "raft-mlp-b0.1", "65.53 ± 0.99", 8.37e-5, -2.00),
-    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 1.89e-3, -2.04),
-    ("RAFT", "MLP", 1, -10, "raft-mlp-b10", "25.88 ± 0.42", 1.00e-2, -0.29),
-    ("RAFT-LP", "W", 1, -0.1, "raft-lp-b0.1", "52.57 ± 2.72", 8.22e-6, -1.61),
-    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.25),
-    ("RAFT-LP", "W", 1, -10, "raft-lp-b10", "66.10 ± 0.82", 3.70e-4, -2.15),
-    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 1.61e-3, -0.01),
-    ("RAFT-NP", "I", 1, -10, "raft-np-b10", "32.13 ± 0.52", 1.54e-2, -0.99),
-    ("RAFT-NP", "I", 1, -100, "raft-np-b100", "29.36 ± 0.53", 1.56e-2, -1.29),
-    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.12),
-    ("BYOL'-NP", "I", 1, 10, "byolp-np-b10", "24.42 ± 1.14", 2.38e-10, -0.88),
-    ("BYOL'-NP", "I", 1, 100, "byolp-np-b100", "37.48 ± 2.06", 4.55e-8, -1.14),
-]
-MIRROR = [("MLP", "byolp-mlp", "raft-mlp-mirror"), ("LP", "byolp-lp", "raft-lp-mirror")]
-
-
-def load_results(results_dir):
-    """{run name: [results of each seed]} from files named <run>-s<seed>.json."""
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(results_dir, "*-s*.json"))):
-        name = os.path.basename(path).rsplit("-s", 1)[0]
-        with open(path) as f:
-            runs.setdefault(name, []).append(json.load(f))
-    return runs
-
-
-def mean_std(values, fmt="{:.2f}"):
-    """Mean ± sample standard deviation over seeds; the value alone for one seed."""
-    v = torch.tensor(values, dtype=torch.float64)
-    if len(v) == 1:
-        return fmt.format(v.item())
-    return f"{fmt.format(v.mean().item())} ± {fmt.format(v.std().item())}"
-
-
-TABLE_NOTE = ("Linear acc.: test accuracy, mean of the last 10 probe epochs (as the authors' eval.py reports). "
-              "Each (paper) column stands beside ours in the form it most likely uses, the authors' logging "
-              "(first 64 samples, L_align as ||·||²/D, L_uniform of q∘f_θ over consecutive pairs); eq. 1 and eq. 2 "
-              "give ours as printed in the paper (L_uniform of f_θ over all pairs). All: mean of the last 10 epochs.")
-
-
-def table_markdown(title, rows, runs):
-    lines = [f"## {title}", "", TABLE_NOTE, "",
-             "| model | q_w | α | β | seeds | epochs | linear acc. % (ours) | (paper) | L_align, authors' log (ours) | (paper) "
-             "| L_align, eq. 1 (ours) | L_uniform, authors' log (ours) | (paper) | L_uniform, eq. 2 (ours) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for label, q, a, b, name, acc, align, uniform in rows:
-        res = runs.get(name, [])
-        paper = [acc or "-", "-" if align is None else f"{align:.2e}", "-" if uniform is None else f"{uniform:g}"]
-        if res:
-            epochs = ", ".join(sorted({str(r["config"]["epochs"]) for r in res}))
-            ours = [mean_std([r[k] for r in res], fmt) for k, fmt in
-                    [("linear_acc_last10", "{:.2f}"), ("align_authors", "{:.2e}"), ("align", "{:.2e}"),
-                     ("uniform_authors", "{:.2f}"), ("uniform", "{:.2f}")]]
-            seeds = str(len(res))
-        else:
-            epochs, seeds, ours = "-", "0", ["missing"] * 5
-        lines.append(f"| {label} | {q} | {a} | {b} | {seeds} | {epochs} | {ours[0]} | {paper[0]} | {ours[1]} | {paper[1]} "
-                     f"| {ours[2]} | {ours[3]} | {paper[2]} | {ours[4]} |")
-    return "\n".join(lines) + "\n"
-
-
-def rel_gap(x, y):
-    return abs(x - y) / max((abs(x) + abs(y)) / 2, 1e-30)
-
-
-def mirror_markdown(runs):
-    lines = ["## BYOL' vs RAFT from mirrored initialisations (same seed)", "",
-             "Negating the predictor's last layer turns BYOL''s loss into RAFT's minus 4β, so in exact arithmetic the "
-             "pair follows one trajectory (test_raft.py shows it in float64). In float32 the two round differently and "
-             "training amplifies the difference: a pair agrees in distribution, not run by run. The gap columns "
-             "(relative difference of the epoch's L_align) show how far the pair drifts; the last column is the gap "
-             "between two seeds of BYOL' at the last epoch, for scale.", "",
-             "| q_w | seed | acc. BYOL' | acc. RAFT (mirror) | L_align BYOL' | L_align RAFT | L_uniform BYOL' | L_uniform RAFT "
-             "| gap, epoch 1 | gap, last epoch | gap, two BYOL' seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for q, plain, mirrored in MIRROR:
-        by_seed = {r["config"]["seed"]: r for r in runs.get(mirrored, [])}
-        plain_runs = runs.get(plain, [])
-        seeds = f"{rel_gap(plain_runs[0]['history'][-1]['align'], plain_runs[1]['history'][-1]['align']):.1e}" if len(plain_runs) > 1 else "-"
-        pairs = [(r, by_seed.get(r["config"]["seed"])) for r in plain_runs]
-        for a, b in [p for p in pairs if p[1] is not None] or [(None, None)]:
-            if a is None:
-                lines.append(f"| {q} | - | missing | missing | missing | missing | missing | missing | missing | missing | {seeds} |")
-                continue
-            first, last = (rel_gap(a["history"][i]["align"], b["history"][i]["align"]) for i in (0, -1))
-            lines.append(f"| {q} | {a['config']['seed']} | {a['linear_acc_last10']:.2f} | {b['linear_acc_last10']:.2f} "
-                         f"| {a['align']:.3e} | {b['align']:.3e} | {a['uniform']:.3f} | {b['uniform']:.3f} "
-                         f"| {first:.1e} | {last:.1e} | {seeds} |")
-    return "\n".join(lines) + "\n"
-
-
-FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol-np"), ("BYOL-LPI", "byol-lpi")]
-FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10"), ("β = 100", "byolp-np-b100")]),
-           ("(b) RAFT-NP", [("β = 1", "raft-np"), ("β = 10", "raft-np-b10"), ("β = 100", "raft-np-b100")]),
-           ("(c) RAFT-LP", [("β = 0.1", "raft-lp-b0.1"), ("β = 1", "raft-lp"), ("β = 10", "raft-lp-b10")])]
-
-
-def plot_curve(ax, results, key, label, log=False):
-    """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band."""
-    epochs = [r["epoch"] for r in results[0]["history"]]
-    v = torch.tensor([[r[key] for r in res["history"]] for res in results], dtype=torch.float64)  # (seeds, epochs)
-    mean = v.clamp_min(1e-30).log().mean(0).exp() if log else v.mean(0)
-    line, = ax.plot(epochs, mean, label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
-    if len(results) > 1:
-        ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
-
-
-def plot_figures(runs, results_dir):
-    """Figures 4 and 5 from the results files, when matplotlib is installed."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no figures")
-        return
-    panels = [("loss", "training loss", False), ("align", "L_align(q∘f_θ), eq. 1", True), ("uniform", "L_uniform(f_θ), eq. 2", False)]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for label, name in FIGURE4:
-        for ax, (key, _, log) in zip(axes, panels):
-            if runs.get(name):
-                plot_curve(ax, runs[name], key, label, log)
-    for ax, (_, title, log) in zip(axes, panels):
-        ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend()
-    fig.suptitle("Figure 4: BYOL with each predictor (mean over seeds, band: min to max)")
-    fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8), sharex=True)
-    for col, (title, curves) in enumerate(FIGURE5):
-        for label, name in curves:
-            if runs.get(name):
-                plot_curve(axes[0, col], runs[name], "align", label, log=True)
-                plot_curve(axes[1, col], runs[name], "uniform", label)
-        axes[0, col].set(title=title, yscale="log", ylabel="L_align(q∘f_θ), eq. 1")
-        axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")
-        if axes[0, col].get_legend_handles_labels()[0]:
-            axes[0, col].legend()
-    fig.suptitle("Figure 5: β in BYOL' and RAFT (mean over seeds, band: min to max)")
-    fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def write_tables(results_dir):
-    if not os.path.isdir(results_dir):
-        fail(f"--tables {results_dir!r}: no such folder")
-    runs = load_results(results_dir)
-    for filename, text in [("table1.md", table_markdown("Table 1", TABLE1, runs)),
-                           ("table3.md", table_markdown("Table 3 (α = 1; β < 0 is RAFT)", TABLE3, runs)),
-                           ("mirror.md", mirror_markdown(runs))]:
-        save_atomically(text, os.path.join(results_dir, filename), save=write_text)
-        print(text)
-    plot_figures(runs, results_dir)
+    cell = lambda v: f"{'':>12}" if v is None else f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}"
+    print(" ".join(cell(row.get(c)) for c in cols), flush=True)
 
 
 # -----------------------------------------------------------------------------
@@ -1239,8 +880,8 @@ def write_tables(results_dir):
 
 
 def set_up_device(args):
-    """cuDNN picks its fastest kernels. TF32 for convolutions (bf16 under --amp anyway) but not for matmuls, so that
-    the projector, predictor and losses stay true float32: collapsed runs reach L_align ~1e-10."""
+    """cuDNN picks its fastest kernels. TF32 for convolutions (bf16 under --amp anyway) but not for matmuls, so
+    that the projector, predictor and losses stay true float32: collapsed runs reach L_align ~1e-10."""
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True
@@ -1252,8 +893,8 @@ def run(args):
     torch.manual_seed(args.seed)
     data = load_data(args)
     model, teacher = build(args)
-    print(f"{args.loss} / predictor {args.predictor}{' / tangent' if args.tangent else ''} on {describe_device(args.device)}: "
-          f"{len(data['train'][1])} training images, {args.epochs} epochs")
+    print(f"{args.loss} / predictor {args.predictor}{' / tangent' if args.tangent else ''} on "
+          f"{describe_device(args.device)}: {len(data['train'][1])} training images, {args.epochs} epochs")
     history, train_seconds = train(model, teacher, data, args)
     t0 = time.perf_counter()
     accs = linear_eval(model.encoder, data, args)
@@ -1271,15 +912,8 @@ def run(args):
 
 def main(argv=None):
     args = get_args(argv)
-    if args.list_runs:
-        return print("\n".join(f"{name}\t{flags}" for name, flags in RUNS.items()))
-    if args.tables:
-        return write_tables(args.tables)
     set_up_device(args)
-    if args.out:
-        check_writable(args.out)
-    if args.benchmark:
-        return benchmark(args)
+    check_writable(args.out)
     if args.resume and os.path.exists(args.out):  # run_all.sh re-runs everything with --resume
         return finished_run(args)
     return run(args)

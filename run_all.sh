@@ -3,19 +3,19 @@
 #
 #   bash run_all.sh                      # the paper's setup: every row, 3 seeds, 300 epochs, ResNet18 at 96 px
 #   PROFILE=quick bash run_all.sh        # a GPU check: 1 seed, 64 px, 10 epochs, 4 runs at a time
-#   PROFILE=cpu bash run_all.sh          # a laptop: the small encoder at 32 px on 5,000 images, 2 seeds (README, "What a CPU shows")
+#   PROFILE=cpu bash run_all.sh          # a laptop: the small encoder at 32 px on 2,560 images, 2 seeds (results/cpu)
 #   GPUS=0,1,2,3 JOBS=2 bash run_all.sh  # spread the runs over 4 GPUs, 2 at a time on each
 #   PRINT=1 bash run_all.sh              # print one self-contained command per run (for a cluster), run nothing
 #
 # Knobs (environment): PROFILE (paper, quick, cpu), EPOCHS, SEEDS (seeds 0..SEEDS-1), JOBS (runs
 # at a time, per GPU with GPUS), GPUS (comma-separated CUDA devices; runs are dealt to them
 # round-robin), THREADS (CPU threads per run), RUNS (comma-separated run names; default all,
-# see python raft.py --list-runs), DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), ARGS (extra
+# see python tools/tables.py --list-runs), DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), ARGS (extra
 # raft.py flags for every run), PYTHON (the interpreter), PRINT=1. QUICK=1 is PROFILE=quick.
 # Every run is started with --resume: raft.py skips it if OUT_DIR/<run>-s<seed>.json is
 # finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
 # a finished file made with other settings. A failed run does not stop the others; it is
-# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md.
+# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md (tools/tables.py).
 set -uo pipefail
 
 [ "${QUICK:-0}" = 1 ] && PROFILE=${PROFILE:-quick}
@@ -25,7 +25,7 @@ case "$PROFILE" in
          TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="" ;;
   quick) EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-4}; OUT_DIR=${OUT_DIR:-results/quick}; THREADS=${THREADS:-}
          TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="--image-size 64 --eval-epochs 20 --knn-every 2" ;;
-  # the CPU profile: README, "What a CPU shows", says why each departure still tests the claims
+  # the CPU profile: results/cpu/README.md says why each departure still tests the claims
   cpu)   EPOCHS=${EPOCHS:-7}; SEEDS=${SEEDS:-2}; JOBS=${JOBS:-2}; OUT_DIR=${OUT_DIR:-results/cpu}; THREADS=${THREADS:-1}
          TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; SETUP="--encoder small --image-size 32 --probe features --knn-every 0 --device cpu" ;;
   *) echo "run_all.sh: error: PROFILE must be paper, quick or cpu, not '$PROFILE'" >&2; exit 2 ;;
@@ -39,15 +39,16 @@ RUNS=${RUNS:-}
 PRINT=${PRINT:-0}
 cd "$(dirname "$0")"
 RAFT=$(pwd)/raft.py
+TABLES=$(pwd)/tools/tables.py
 
 # every run as one line: NAME SEED FLAGS...
-runs=$($PYTHON "$RAFT" --list-runs) || exit 1
+runs=$($PYTHON "$TABLES" --list-runs) || exit 1
 queue=()
 while IFS=$'\t' read -r name flags; do
   if [ -n "$RUNS" ] && [[ ",$RUNS," != *",$name,"* ]]; then continue; fi
   for ((seed = 0; seed < SEEDS; seed++)); do queue+=("$name $seed $flags"); done
 done <<< "$runs"
-[ ${#queue[@]} -gt 0 ] || { echo "run_all.sh: error: no run matches RUNS='$RUNS' (python raft.py --list-runs)" >&2; exit 2; }
+[ ${#queue[@]} -gt 0 ] || { echo "run_all.sh: error: no run matches RUNS='$RUNS' (python tools/tables.py --list-runs)" >&2; exit 2; }
 
 command_for() {  # the self-contained command of one queue entry; the run's own flags last, so that e.g. --epochs 0 wins
   local name=$1 seed=$2; shift 2
@@ -90,7 +91,7 @@ run "${gpus[0]:-}" ${queue[0]}  # alone: a CIFAR-10 download happens once
 for ((w = 0; w < workers; w++)); do worker "$w" & done
 wait
 
-if $PYTHON "$RAFT" --tables "$OUT_DIR" > /dev/null; then
+if $PYTHON "$TABLES" "$OUT_DIR" > /dev/null; then
   echo "tables: $OUT_DIR/table1.md $OUT_DIR/table3.md $OUT_DIR/mirror.md"
 else
   echo "writing the tables failed" >> "$failed"

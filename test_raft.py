@@ -1,6 +1,7 @@
-"""Tests of raft.py: the paper's identities, Theorem 4.1, the BYOL'/RAFT mirror, the mean
-teacher, the augmentation, a tiny non-collapse run, the command line and the tables.
-CPU only, synthetic data, under a minute on an idle 2-core CPU:  python -m pytest -q test_raft.py
+"""Tests of raft.py, the method: the paper's identities (eqs. 1-3, 5), Theorem 4.1, the Tan remark (Sec. 5), the
+BYOL'/RAFT mirror (Theorem 5.1), non-collapse (Sec. 3), the mean teacher (eq. 4), the augmentation and the probe
+(App. C), the choices the paper leaves open, and the command line. The tools' tests are in tools/.
+CPU only, synthetic data:  python -m pytest -q test_raft.py tools
 
 Every vector inside a loss is l2-normalised (Sec. 2.1), so the direct formulas below
 normalise first. raft.py casts to float32 inside its losses, hence float32 tolerances.
@@ -487,6 +488,23 @@ def test_tau_at_schedules(k_frac, expected):
     assert raft.tau_at(k, K, constant) == 0.99
 
 
+def teacher_gap_after_one_epoch(schedule, tmp_path):
+    """Trains one epoch of 4 steps at τ = 0 through raft.train; returns max |ξ - θ| afterwards."""
+    args, model, teacher = build(["--tau", 0.0, "--tau-schedule", schedule, "--batch-size", 8, "--epochs", 1,
+                                  "--knn-every", 0, "--out", tmp_path / f"{schedule}.json"])
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    raft.train(model, teacher, dict(train=(images, torch.zeros(32).long())), args)
+    return max_diff(teacher.parameters(), online(model))
+
+
+def test_training_loop_moves_tau_along_the_cosine_schedule(tmp_path):
+    """eq. 4 with BYOL's schedule (--tau-schedule cosine): the loop gives tau_at the running step k, so τ rises from
+    τ_0 = 0 towards 1 and the teacher ends behind the online network (last step: τ = 0.85); at a constant τ = 0
+    it is the online network's copy after every step."""
+    assert teacher_gap_after_one_epoch("constant", tmp_path) == 0
+    assert teacher_gap_after_one_epoch("cosine", tmp_path) > 1e-4
+
+
 def test_teacher_gets_no_gradients_and_moves_only_by_eq_4():
     args, model, teacher = build(["--predictor", "mlp", "--lr", "1e-2"], seed=1)
     opt = raft.make_optimizer(model, args)
@@ -530,6 +548,31 @@ def test_augmentation_draws_parameters_per_image():
     means = raft.color_jitter(flat).mean((2, 3))
     distinct = {tuple(round(v, 4) for v in m.tolist()) for m in means}
     assert len(distinct) >= n // 2  # jitter drawn per image (p = 0.8 leaves some untouched)
+
+
+def crop_areas(n, seed=0):
+    """Area fractions of n crops by raft's crop_flip, read off a coordinate ramp: channel 0 = x, channel 1 = y."""
+    size = 64
+    ramp = (torch.arange(size) + 0.5) / size
+    image = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size), torch.zeros(size, size)])
+    torch.manual_seed(seed)
+    out = raft.crop_flip(image.expand(n, -1, -1, -1), 32)  # 32 samples span 31/32 of the crop
+    extent = lambda c: (out[:, c].amax((1, 2)) - out[:, c].amin((1, 2))) * 32 / 31
+    return extent(0) * extent(1)
+
+
+def test_random_resized_crop_scale_is_simclr_byol_default():
+    """App. C (SimCLR / BYOL augmentations): RandomResizedCrop with scale (0.08, 1) and ratio (3/4, 4/3), torchvision's
+    default. The distribution of crop areas matches torchvision's get_params on a square image."""
+    import torchvision.transforms as T
+    ours = crop_areas(4000)
+    torch.manual_seed(1)
+    theirs = torch.tensor([h * w / 64 ** 2 for _, _, h, w in
+                           (T.RandomResizedCrop.get_params(torch.zeros(1, 64, 64), (0.08, 1.0), (3 / 4, 4 / 3))
+                            for _ in range(4000))])
+    for q in (0.02, 0.1, 0.5, 0.9):
+        assert abs(ours.quantile(q) - theirs.quantile(q)) < 0.03, q
+    assert ours.min() < 0.1 and ours.max() > 0.95
 
 
 def test_augmentation_is_seeded():
@@ -720,47 +763,6 @@ def test_bad_input_is_one_line_error(bad_runs, case):
 
 
 # -----------------------------------------------------------------------------
-# 9. Aggregation into Tables 1 and 3 and the mirror table
-
-
-def fake_result(seed, acc, align=2e-3, uniform=-2.0, epochs=300):
-    history = [dict(epoch=e + 1, loss=0.1, align=align + 1e-4 * seed * e, uniform=uniform) for e in range(3)]
-    return dict(config=dict(seed=seed, epochs=epochs), history=history, align=align, uniform=uniform,
-                align_authors=align / 128, uniform_authors=uniform / 2, linear_acc=acc - 5, linear_acc_last10=acc)
-
-
-def row_of(text, label):
-    return [line for line in text.splitlines() if line.startswith(f"| {label} |")]
-
-
-def test_write_tables(tmp_path):
-    for name, seed, acc in [("raft-mlp", 0, 70.0), ("raft-mlp", 1, 72.0), ("byolp-mlp", 0, 69.0), ("raft-mlp-mirror", 0, 68.0)]:
-        (tmp_path / f"{name}-s{seed}.json").write_text(json.dumps(fake_result(seed, acc)))
-    raft.write_tables(str(tmp_path))
-    assert set(raft.load_results(str(tmp_path))) == {"raft-mlp", "byolp-mlp", "raft-mlp-mirror"}
-
-    table1 = (tmp_path / "table1.md").read_text()
-    for label, *_ in raft.TABLE1:
-        assert row_of(table1, label), label  # every row is there, with or without results
-    cells = [c.strip() for c in row_of(table1, "RAFT")[0].split("|")[1:-1]]
-    assert cells[4:7] == ["2", "300", "71.00 ± 1.41"]  # seeds, epochs, mean ± sample std of the last-10 mean
-    assert cells[7] == "71.31 ± 0.75"  # the paper's number beside it
-    # the paper's metric columns beside ours in the authors' logging form; eq. 1 / eq. 2 forms after them
-    assert [c.split(" ± ")[0] for c in cells[8:14]] == ["1.56e-05", "1.89e-03", "2.00e-03", "-1.00", "-2.04", "-2.00"]
-    assert "| 1 | 300 | 69.00 |" in row_of(table1, "BYOL'")[0]  # one seed: the value alone
-    assert row_of(table1, "BYOL-NP")[0].count("missing") == 5
-    table3 = (tmp_path / "table3.md").read_text()
-    assert sum("71.00 ± 1.41" in line for line in table3.splitlines()) == 1
-    assert sum("missing" in line for line in table3.splitlines()) == len(raft.TABLE3) - 1
-
-    mirror = (tmp_path / "mirror.md").read_text()
-    mlp = [line for line in mirror.splitlines() if line.startswith("| MLP |")]
-    lp = [line for line in mirror.splitlines() if line.startswith("| LP |")]
-    assert len(mlp) == 1 and "| 0 | 69.00 | 68.00 |" in mlp[0]
-    assert len(lp) == 1 and "missing" in lp[0]
-
-
-# -----------------------------------------------------------------------------
 # 10. Every --loss x --predictor x --tangent runs a training step
 
 
@@ -808,6 +810,37 @@ def test_teacher_has_its_own_initialisation_unless_copied():
         _, model, teacher = build(flags)
         gap = max_diff(teacher.parameters(), online(model))
         assert (gap > 0.01) if differ else (gap == 0), (flags, gap)
+
+
+def test_probe_runs_the_frozen_encoder_in_eval_mode(tmp_path):
+    """App. C, linear evaluation on the frozen encoder; authors' code: online.eval() before the probe. The encoder's
+    BatchNorm uses its running statistics (features do not depend on the batch) and nothing of it changes."""
+    args = make_args("--eval-epochs", 2, "--batch-size", 8)
+    torch.manual_seed(0)
+    encoder = raft.build_model(args).encoder
+    images, labels = shapes_dataset(n_per_class=4, seed=1)
+    with torch.no_grad():  # running statistics away from their initial values
+        encoder(raft.normalize(images.float() / 255))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    for probe in ("augmented", "features"):
+        raft.linear_eval(encoder, dict(train=(images, labels), test=(images[:10], labels[:10])),
+                         make_args("--eval-epochs", 2, "--probe", probe))
+        assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items()), probe
+    one = raft.features(encoder, images[:1], args)
+    assert torch.allclose(one, raft.features(encoder, images[:8], args)[:1], atol=1e-5)  # no batch statistics
+
+
+def test_mlp_bn_predictor_normalises_over_the_batch():
+    """Sec. 3, "with batch normalization": --predictor mlp-bn's output for an image depends on the rest of the
+    batch (BatchNorm), the App. C MLP's does not."""
+    z = torch.randn(16, raft.PROJECTION, generator=torch.Generator().manual_seed(0))
+    other = z[8:] * 3 + 1
+    for kind, depends in [("mlp-bn", True), ("mlp", False)]:
+        torch.manual_seed(0)
+        q = raft.predictor(kind)
+        with torch.no_grad():
+            a, b = q(z[:8])[0], q(torch.cat([z[:1], other[1:]]))[0]
+        assert (not torch.allclose(a, b, atol=1e-4)) == depends, kind
 
 
 def test_rand_baseline_probes_the_encoder_as_initialised(folder, tmp_path, monkeypatch):
@@ -937,53 +970,6 @@ def test_weights_file_restores_the_encoder(folder, tmp_path, monkeypatch):
     trained = raft.features(kept["encoder"], images, args)
     torch.testing.assert_close(raft.features(encoder, images, args), trained)
     assert not torch.allclose(raft.features(raft.build_encoder("small", "imagenet"), images, args), trained)
-
-
-# -----------------------------------------------------------------------------
-# 12. run_all.sh: commands for a cluster (PRINT=1) and runs spread over GPUs (GPUS)
-
-TINY = "--encoder small --image-size 8 --batch-size 16 --eval-epochs 1 --knn-every 0 --device cpu"
-
-
-def run_all(env, cwd):
-    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "1", "EPOCHS": "1", "TRAIN_SUBSET": "32", "ARGS": TINY, **env}
-    return subprocess.run(["bash", os.path.join(REPO, "run_all.sh")], env=env, cwd=cwd, capture_output=True, text=True)
-
-
-def test_printed_command_writes_what_run_all_writes(folder, tmp_path):
-    printed = run_all(dict(PRINT="1", DATA_DIR=folder, OUT_DIR=str(tmp_path / "by_hand")), cwd=tmp_path)
-    assert printed.returncode == 0, printed.stderr
-    commands = printed.stdout.strip().splitlines()
-    assert len(commands) == len(raft.RUNS)  # one per run (one seed)
-    assert not (tmp_path / "by_hand").exists()  # printing runs nothing
-    command = next(c for c in commands if "/byol-np-s0.json" in c)
-    subprocess.run(["bash", "-c", command], cwd="/", check=True, capture_output=True)  # self-contained: from anywhere
-
-    done = run_all(dict(DATA_DIR=folder, OUT_DIR=str(tmp_path / "run_all"), RUNS="byol-np"), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    a, b = (json.loads((tmp_path / d / "byol-np-s0.json").read_text()) for d in ("by_hand", "run_all"))
-    drop = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "history", "config")}
-    assert drop(a) == drop(b)
-    assert [{k: r[k] for k in raft.METRICS} for r in a["history"]] == [{k: r[k] for k in raft.METRICS} for r in b["history"]]
-    assert {**a["config"], "out": None} == {**b["config"], "out": None}
-
-
-def test_gpus_are_dealt_round_robin(tmp_path):
-    log = tmp_path / "calls.txt"
-    stand_in = tmp_path / "python"  # records each run's arguments and CUDA device instead of training
-    stand_in.write_text(f"""#!/usr/bin/env bash
-case " $* " in *" --list-runs "*|*" --tables "*) exec {sys.executable} "$@";; esac
-echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
-""")
-    stand_in.chmod(0o755)
-    res = run_all(dict(PYTHON=str(stand_in), GPUS="3,5", JOBS="2", SEEDS="2", OUT_DIR=str(tmp_path / "out")), cwd=tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
-    printed = run_all(dict(PYTHON=str(stand_in), PRINT="1", SEEDS="2", OUT_DIR=str(tmp_path / "out")), cwd=tmp_path)
-    order = [c.split("--out ")[1].split()[0] for c in printed.stdout.strip().splitlines()]  # the queue, in order
-    calls = [line.split() for line in log.read_text().strip().splitlines()]
-    device = {args[args.index("--out") + 1]: args[0] for args in calls}
-    assert len(calls) == len(order) == 2 * len(raft.RUNS)  # every run once
-    assert [device[out] for out in order] == [["3", "5"][i % 2] for i in range(len(order))]
 
 
 # -----------------------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""The runs behind Tables 1 and 3 (and the BYOL'/RAFT mirror experiment), and the tables and figures made from
+their results files.
+
+    python tools/tables.py --list-runs       # one line per run: NAME<TAB>raft.py flags (run_all.sh runs them)
+    python tools/tables.py results/cpu       # DIR/table1.md, table3.md, mirror.md, figure4.png, figure5.png
+
+Results files are named DIR/<run>-s<seed>.json. The paper's values stand beside ours, copied as printed.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import raft  # noqa: E402  (the method; this file only gathers what its runs wrote)
+
+
+RUNS = {  # run name -> flags
+    "rand": "--epochs 0 --predictor linear",
+    **{f"{short}-{pred}": f"--loss {loss} --predictor {flag}"
+       for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]
+       for pred, flag in [("mlp", "mlp"), ("lp", "linear"), ("np", "none")]},
+    **{f"tan{short}-lp": f"--loss {loss} --predictor linear --tangent"
+       for short, loss in [("byol", "byol"), ("byolp", "byol-prime"), ("raft", "raft")]},
+    "byol-lpi": "--loss byol --predictor linear-identity",
+    "byol-mlpbn": "--loss byol --predictor mlp-bn",
+    **{f"raft-{pred}-b{b}": f"--loss raft --predictor {flag} --beta {b}"
+       for pred, flag, betas in [("mlp", "mlp", ["0.1", "10"]), ("lp", "linear", ["0.1", "10"]),
+                                 ("np", "none", ["10", "100"])]
+       for b in betas},
+    **{f"byolp-np-b{b}": f"--loss byol-prime --predictor none --beta {b}" for b in ["10", "100"]},
+    "raft-mlp-mirror": "--loss raft --predictor mlp --mirror-init",
+    "raft-lp-mirror": "--loss raft --predictor linear --mirror-init",
+}
+
+# (label, q_w, α, β, run name, paper: linear accuracy %, L_align, L_uniform); β < 0 is RAFT, as Table 3 writes it
+TABLE1 = [
+    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 78.09e-4, -0.51),
+    ("BYOL", "MLP", "", "", "byol-mlp", "64.32 ± 0.89", 25.03e-4, -2.22),
+    ("BYOL'", "MLP", 1, 1, "byolp-mlp", "69.21 ± 1.01", 22.09e-4, -2.07),
+    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 18.90e-4, -2.04),
+    ("BYOL-LP", "W", "", "", "byol-lp", "67.64 ± 0.90", 7.71e-4, -2.16),
+    ("BYOL'-LP", "W", 1, 1, "byolp-lp", "68.61 ± 0.73", 7.32e-4, -2.19),
+    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.23),
+    ("BYOL-NP", "I", "", "", "byol-np", "20.92 ± 1.29", 1.94e-10, -0.14),
+    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.10),
+    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 16.07e-4, -0.006),
+    ("TanBYOL-LP", "W", "", "", "tanbyol-lp", "67.63 ± 1.27", 7.83e-4, -1.92),
+    ("TanBYOL'-LP", "W", 1, 1, "tanbyolp-lp", "67.66 ± 0.76", 7.52e-4, -2.19),
+    ("TanRAFT-LP", "W", 1, -1, "tanraft-lp", "69.31 ± 0.87", 7.61e-4, -2.13),
+    ("BYOL-LPI (Fig. 4)", "W = I at init", "", "", "byol-lpi", None, None, None),
+    ("BYOL (Sec. 3)", "MLP with BN", "", "", "byol-mlpbn", "68.08 ± 0.84", None, None),
+]
+TABLE3 = [
+    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 7.81e-3, -0.51),
+    ("RAFT", "MLP", 1, -0.1, "raft-mlp-b0.1", "65.53 ± 0.99", 8.37e-5, -2.00),
+    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 1.89e-3, -2.04),
+    ("RAFT", "MLP", 1, -10, "raft-mlp-b10", "25.88 ± 0.42", 1.00e-2, -0.29),
+    ("RAFT-LP", "W", 1, -0.1, "raft-lp-b0.1", "52.57 ± 2.72", 8.22e-6, -1.61),
+    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.25),
+    ("RAFT-LP", "W", 1, -10, "raft-lp-b10", "66.10 ± 0.82", 3.70e-4, -2.15),
+    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 1.61e-3, -0.01),
+    ("RAFT-NP", "I", 1, -10, "raft-np-b10", "32.13 ± 0.52", 1.54e-2, -0.99),
+    ("RAFT-NP", "I", 1, -100, "raft-np-b100", "29.36 ± 0.53", 1.56e-2, -1.29),
+    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.12),
+    ("BYOL'-NP", "I", 1, 10, "byolp-np-b10", "24.42 ± 1.14", 2.38e-10, -0.88),
+    ("BYOL'-NP", "I", 1, 100, "byolp-np-b100", "37.48 ± 2.06", 4.55e-8, -1.14),
+]
+MIRROR = [("MLP", "byolp-mlp", "raft-mlp-mirror"), ("LP", "byolp-lp", "raft-lp-mirror")]
+
+
+def load_results(results_dir):
+    """{run name: [results of each seed]} from files named <run>-s<seed>.json."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*-s*.json"))):
+        name = os.path.basename(path).rsplit("-s", 1)[0]
+        with open(path) as f:
+            runs.setdefault(name, []).append(json.load(f))
+    return runs
+
+
+def mean_std(values, fmt="{:.2f}"):
+    """Mean ± sample standard deviation over seeds; the value alone for one seed."""
+    v = torch.tensor(values, dtype=torch.float64)
+    if len(v) == 1:
+        return fmt.format(v.item())
+    return f"{fmt.format(v.mean().item())} ± {fmt.format(v.std().item())}"
+
+
+TABLE_NOTE = ("Linear acc.: test accuracy, mean of the last 10 probe epochs (as the authors' eval.py reports). "
+              "Each (paper) column stands beside ours in the form it most likely uses, the authors' logging "
+              "(first 64 samples, L_align as ||·||²/D, L_uniform of q∘f_θ over consecutive pairs); eq. 1 and eq. 2 "
+              "give ours as printed in the paper (L_uniform of f_θ over all pairs). All: mean of the last 10 epochs.")
+
+
+def table_markdown(title, rows, runs):
+    lines = [f"## {title}", "", TABLE_NOTE, "",
+             "| model | q_w | α | β | seeds | epochs | linear acc. % (ours) | (paper) | L_align, authors' log (ours) "
+             "| (paper) | L_align, eq. 1 (ours) | L_uniform, authors' log (ours) | (paper) | L_uniform, eq. 2 (ours) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, q, a, b, name, acc, align, uniform in rows:
+        res = runs.get(name, [])
+        paper = [acc or "-", "-" if align is None else f"{align:.2e}", "-" if uniform is None else f"{uniform:g}"]
+        if res:
+            epochs = ", ".join(sorted({str(r["config"]["epochs"]) for r in res}))
+            ours = [mean_std([r[k] for r in res], fmt) for k, fmt in
+                    [("linear_acc_last10", "{:.2f}"), ("align_authors", "{:.2e}"), ("align", "{:.2e}"),
+                     ("uniform_authors", "{:.2f}"), ("uniform", "{:.2f}")]]
+            seeds = str(len(res))
+        else:
+            epochs, seeds, ours = "-", "0", ["missing"] * 5
+        lines.append(f"| {label} | {q} | {a} | {b} | {seeds} | {epochs} | {ours[0]} | {paper[0]} | {ours[1]} "
+                     f"| {paper[1]} | {ours[2]} | {ours[3]} | {paper[2]} | {ours[4]} |")
+    return "\n".join(lines) + "\n"
+
+
+def rel_gap(x, y):
+    return abs(x - y) / max((abs(x) + abs(y)) / 2, 1e-30)
+
+
+def mirror_markdown(runs):
+    lines = ["## BYOL' vs RAFT from mirrored initialisations (same seed)", "",
+             "Negating the predictor's last layer turns BYOL''s loss into RAFT's minus 4β, so in exact arithmetic the "
+             "pair follows one trajectory (test_raft.py shows it in float64). In float32 the two round differently and "
+             "training amplifies the difference: a pair agrees in distribution, not run by run. The gap columns "
+             "(relative difference of the epoch's L_align) show how far the pair drifts; the last column is the gap "
+             "between two seeds of BYOL' at the last epoch, for scale.", "",
+             "| q_w | seed | acc. BYOL' | acc. RAFT (mirror) | L_align BYOL' | L_align RAFT | L_uniform BYOL' "
+             "| L_uniform RAFT | gap, epoch 1 | gap, last epoch | gap, two BYOL' seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for q, plain, mirrored in MIRROR:
+        by_seed = {r["config"]["seed"]: r for r in runs.get(mirrored, [])}
+        plain_runs = runs.get(plain, [])
+        last_align = [r["history"][-1]["align"] for r in plain_runs]
+        seeds = f"{rel_gap(*last_align[:2]):.1e}" if len(plain_runs) > 1 else "-"
+        pairs = [(r, by_seed.get(r["config"]["seed"])) for r in plain_runs]
+        for a, b in [p for p in pairs if p[1] is not None] or [(None, None)]:
+            if a is None:
+                lines.append(f"| {q} | - |{' missing |' * 8} {seeds} |")
+                continue
+            first, last = (rel_gap(a["history"][i]["align"], b["history"][i]["align"]) for i in (0, -1))
+            lines.append(f"| {q} | {a['config']['seed']} | {a['linear_acc_last10']:.2f} | {b['linear_acc_last10']:.2f} "
+                         f"| {a['align']:.3e} | {b['align']:.3e} | {a['uniform']:.3f} | {b['uniform']:.3f} "
+                         f"| {first:.1e} | {last:.1e} | {seeds} |")
+    return "\n".join(lines) + "\n"
+
+
+FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol-np"), ("BYOL-LPI", "byol-lpi")]
+FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10"), ("β = 100", "byolp-np-b100")]),
+           ("(b) RAFT-NP", [("β = 1", "raft-np"), ("β = 10", "raft-np-b10"), ("β = 100", "raft-np-b100")]),
+           ("(c) RAFT-LP", [("β = 0.1", "raft-lp-b0.1"), ("β = 1", "raft-lp"), ("β = 10", "raft-lp-b10")])]
+
+
+def plot_curve(ax, results, key, label, log=False):
+    """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band."""
+    epochs = [r["epoch"] for r in results[0]["history"]]
+    v = torch.tensor([[r[key] for r in res["history"]] for res in results], dtype=torch.float64)  # (seeds, epochs)
+    mean = v.clamp_min(1e-30).log().mean(0).exp() if log else v.mean(0)
+    line, = ax.plot(epochs, mean, label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
+    if len(results) > 1:
+        ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
+
+
+def plot_figures(runs, results_dir):
+    """Figures 4 and 5 from the results files, when matplotlib is installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no figures")
+        return
+    panels = [("loss", "training loss", False), ("align", "L_align(q∘f_θ), eq. 1", True),
+              ("uniform", "L_uniform(f_θ), eq. 2", False)]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for label, name in FIGURE4:
+        for ax, (key, _, log) in zip(axes, panels):
+            if runs.get(name):
+                plot_curve(ax, runs[name], key, label, log)
+    for ax, (_, title, log) in zip(axes, panels):
+        ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
+    fig.suptitle("Figure 4: BYOL with each predictor (mean over seeds, band: min to max)")
+    fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8), sharex=True)
+    for col, (title, curves) in enumerate(FIGURE5):
+        for label, name in curves:
+            if runs.get(name):
+                plot_curve(axes[0, col], runs[name], "align", label, log=True)
+                plot_curve(axes[1, col], runs[name], "uniform", label)
+        axes[0, col].set(title=title, yscale="log", ylabel="L_align(q∘f_θ), eq. 1")
+        axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")
+        if axes[0, col].get_legend_handles_labels()[0]:
+            axes[0, col].legend()
+    fig.suptitle("Figure 5: β in BYOL' and RAFT (mean over seeds, band: min to max)")
+    fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_tables(results_dir):
+    if not os.path.isdir(results_dir):
+        raft.fail(f"{results_dir!r}: no such folder")
+    runs = load_results(results_dir)
+    for filename, text in [("table1.md", table_markdown("Table 1", TABLE1, runs)),
+                           ("table3.md", table_markdown("Table 3 (α = 1; β < 0 is RAFT)", TABLE3, runs)),
+                           ("mirror.md", mirror_markdown(runs))]:
+        raft.save_atomically(text, os.path.join(results_dir, filename), save=raft.write_text)
+        print(text)
+    plot_figures(runs, results_dir)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="The runs of Tables 1 and 3, and the tables from their results.")
+    p.error = raft.fail
+    p.add_argument("results_dir", nargs="?", help="write the tables and figures of the results files in this folder")
+    p.add_argument("--list-runs", action="store_true", help="print NAME<TAB>FLAGS for every run (used by run_all.sh)")
+    args = p.parse_args(argv)
+    if args.list_runs:
+        print("\n".join(f"{name}\t{flags}" for name, flags in RUNS.items()))
+    elif args.results_dir:
+        write_tables(args.results_dir)
+    else:
+        raft.fail("give a results folder, or --list-runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Tests of the tools around raft.py: the tables (tools/tables.py), run_all.sh, the benchmark (tools/bench.py).
+CPU only, synthetic data:  python -m pytest -q test_raft.py tools
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TOOLS)
+sys.path.insert(0, REPO)
+import raft  # noqa: E402
+import bench  # noqa: E402
+import tables  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A tiny ImageFolder: 3 classes of random 16 px images, 32 for training and 15 for testing."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in [("train", 32), ("test", 15)]:
+        for i in range(n):
+            os.makedirs(root / split / f"class{i % 3}", exist_ok=True)
+            image = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+            image.save(root / split / f"class{i % 3}" / f"{i}.png")
+    return str(root)
+
+
+# -----------------------------------------------------------------------------
+# The tables: Tables 1 and 3 and the mirror table from results files
+
+
+def fake_result(seed, acc, align=2e-3, uniform=-2.0, epochs=300):
+    history = [dict(epoch=e + 1, loss=0.1, align=align + 1e-4 * seed * e, uniform=uniform) for e in range(3)]
+    return dict(config=dict(seed=seed, epochs=epochs), history=history, align=align, uniform=uniform,
+                align_authors=align / 128, uniform_authors=uniform / 2, linear_acc=acc - 5, linear_acc_last10=acc)
+
+
+def row_of(text, label):
+    return [line for line in text.splitlines() if line.startswith(f"| {label} |")]
+
+
+def test_write_tables(tmp_path):
+    for name, seed, acc in [("raft-mlp", 0, 70.0), ("raft-mlp", 1, 72.0), ("byolp-mlp", 0, 69.0),
+                            ("raft-mlp-mirror", 0, 68.0)]:
+        (tmp_path / f"{name}-s{seed}.json").write_text(json.dumps(fake_result(seed, acc)))
+    tables.main([str(tmp_path)])
+    assert set(tables.load_results(str(tmp_path))) == {"raft-mlp", "byolp-mlp", "raft-mlp-mirror"}
+
+    table1 = (tmp_path / "table1.md").read_text()
+    for label, *_ in tables.TABLE1:
+        assert row_of(table1, label), label  # every row is there, with or without results
+    cells = [c.strip() for c in row_of(table1, "RAFT")[0].split("|")[1:-1]]
+    assert cells[4:7] == ["2", "300", "71.00 ± 1.41"]  # seeds, epochs, mean ± sample std of the last-10 mean
+    assert cells[7] == "71.31 ± 0.75"  # the paper's number beside it
+    # the paper's metric columns beside ours in the authors' logging form; eq. 1 / eq. 2 forms after them
+    assert [c.split(" ± ")[0] for c in cells[8:14]] == ["1.56e-05", "1.89e-03", "2.00e-03", "-1.00", "-2.04", "-2.00"]
+    assert "| 1 | 300 | 69.00 |" in row_of(table1, "BYOL'")[0]  # one seed: the value alone
+    assert row_of(table1, "BYOL-NP")[0].count("missing") == 5
+    table3 = (tmp_path / "table3.md").read_text()
+    assert sum("71.00 ± 1.41" in line for line in table3.splitlines()) == 1
+    assert sum("missing" in line for line in table3.splitlines()) == len(tables.TABLE3) - 1
+
+    mirror = (tmp_path / "mirror.md").read_text()
+    mlp = [line for line in mirror.splitlines() if line.startswith("| MLP |")]
+    lp = [line for line in mirror.splitlines() if line.startswith("| LP |")]
+    assert len(mlp) == 1 and "| 0 | 69.00 | 68.00 |" in mlp[0]
+    assert len(lp) == 1 and "missing" in lp[0]
+
+
+def test_every_table_row_has_a_run_and_every_run_parses():
+    rows = {row[4] for row in tables.TABLE1 + tables.TABLE3} | {r for _, *pair in tables.MIRROR for r in pair}
+    assert rows <= set(tables.RUNS)
+    for flags in tables.RUNS.values():
+        raft.get_args([*flags.split(), "--device", "cpu"])  # raft.py accepts every run's flags
+
+
+@pytest.mark.parametrize("argv,says", [([], "give a results folder"), (["/no/such/folder"], "no such folder")])
+def test_tables_bad_input_is_one_line_error(argv, says):
+    with pytest.raises(SystemExit) as exit:
+        tables.main(argv)
+    assert str(exit.value).startswith("raft.py: error:") and says in str(exit.value) and "\n" not in str(exit.value)
+
+
+# -----------------------------------------------------------------------------
+# run_all.sh: commands for a cluster (PRINT=1) and runs spread over GPUs (GPUS)
+
+TINY = "--encoder small --image-size 8 --batch-size 16 --eval-epochs 1 --knn-every 0 --device cpu"
+
+
+def run_all(env, cwd):
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "1", "EPOCHS": "1", "TRAIN_SUBSET": "32", "ARGS": TINY,
+           **env}
+    return subprocess.run(["bash", os.path.join(REPO, "run_all.sh")], env=env, cwd=cwd, capture_output=True, text=True)
+
+
+def test_printed_command_writes_what_run_all_writes(folder, tmp_path):
+    printed = run_all(dict(PRINT="1", DATA_DIR=folder, OUT_DIR=str(tmp_path / "by_hand")), cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    commands = printed.stdout.strip().splitlines()
+    assert len(commands) == len(tables.RUNS)  # one per run (one seed)
+    assert not (tmp_path / "by_hand").exists()  # printing runs nothing
+    command = next(c for c in commands if "/byol-np-s0.json" in c)
+    subprocess.run(["bash", "-c", command], cwd="/", check=True, capture_output=True)  # self-contained: from anywhere
+
+    done = run_all(dict(DATA_DIR=folder, OUT_DIR=str(tmp_path / "run_all"), RUNS="byol-np"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "run_all" / "table1.md").exists()  # run_all.sh ends with the tables
+    a, b = (json.loads((tmp_path / d / "byol-np-s0.json").read_text()) for d in ("by_hand", "run_all"))
+    drop = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "history", "config")}
+    assert drop(a) == drop(b)
+    metrics = lambda r: [{k: row[k] for k in raft.METRICS} for row in r["history"]]
+    assert metrics(a) == metrics(b)
+    assert {**a["config"], "out": None} == {**b["config"], "out": None}
+
+
+def test_gpus_are_dealt_round_robin(tmp_path):
+    log = tmp_path / "calls.txt"
+    stand_in = tmp_path / "python"  # records each run's arguments and CUDA device instead of training
+    stand_in.write_text(f"""#!/usr/bin/env bash
+case "$1" in *tables.py) exec {sys.executable} "$@";; esac
+echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
+""")
+    stand_in.chmod(0o755)
+    res = run_all(dict(PYTHON=str(stand_in), GPUS="3,5", JOBS="2", SEEDS="2", OUT_DIR=str(tmp_path / "out")),
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    printed = run_all(dict(PYTHON=str(stand_in), PRINT="1", SEEDS="2", OUT_DIR=str(tmp_path / "out")), cwd=tmp_path)
+    order = [c.split("--out ")[1].split()[0] for c in printed.stdout.strip().splitlines()]  # the queue, in order
+    calls = [line.split() for line in log.read_text().strip().splitlines()]
+    device = {args[args.index("--out") + 1]: args[0] for args in calls}
+    assert len(calls) == len(order) == 2 * len(tables.RUNS)  # every run once
+    assert [device[out] for out in order] == [["3", "5"][i % 2] for i in range(len(order))]
+
+
+# -----------------------------------------------------------------------------
+# The benchmark, on the CPU (the CUDA graph check runs on CUDA only)
+
+
+def test_benchmark_prints_and_saves_its_measurements(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--encoder", "small", "--image-size", "16", "--batch-size", "16", "--train-subset", "64",
+                "--epochs", "1", "--eval-epochs", "1", "--device", "cpu", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    rows = saved["benchmark"]
+    for key in ["augment_batched_images_per_s", "augment_per_image_images_per_s", "eager_step_images_per_s",
+                "gflop_per_image", "eager_mfu_percent", "probe_features_s", "probe_augmented_s", "full_run_estimate_min"]:
+        assert rows[key] > 0, key
+    assert "eager_step_images_per_s" in capsys.readouterr().out
+    assert saved["command"].startswith("python tools/bench.py --encoder small")
+    assert {"date", "cpu", "device", "config", "versions"} <= set(saved)
+    assert saved["config"]["image_size"] == 16

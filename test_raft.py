@@ -762,6 +762,20 @@ def test_bad_input_is_one_line_error(bad_runs, case):
     assert "Traceback" not in out + err
 
 
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A mistyped --data-dir must not leave the folders or the partial archive of a failed download behind."""
+    def failing_download(root, train, download):
+        os.makedirs(root, exist_ok=True)
+        (open(os.path.join(root, "cifar-10-python.tar.gz"), "wb")).close()  # what torchvision leaves on a failure
+        raise OSError("no network")
+    monkeypatch.setattr(raft.torchvision.datasets, "CIFAR10", failing_download)
+    (tmp_path / "kept.txt").write_text("the user's own file")
+    for root in [tmp_path / "new" / "nested", tmp_path]:
+        with pytest.raises(SystemExit, match="download failed"):
+            raft.load_cifar10(str(root))
+    assert sorted(os.listdir(tmp_path)) == ["kept.txt"]
+
+
 # -----------------------------------------------------------------------------
 # 10. Every --loss x --predictor x --tangent runs a training step
 

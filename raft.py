@@ -44,6 +44,8 @@ PROBE_BATCH = 512  # linear probe batch (authors' code; the paper is silent)
 LOG_SAMPLES = 64  # the authors log L_align and L_uniform on the first 64 samples of a step
 BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range; kernel 10% of the image, as BYOL
 KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # kNN monitor: neighbours, temperature, images
+SNAPSHOT_IMAGES = 512  # Figure 3: f_θ of the first 512 training images, two augmented views each
+CLASSES = 10  # CIFAR-10; the linear head of --loss supervised
 
 
 def fail(message):
@@ -80,7 +82,8 @@ def parser():
     add("--mirror-init", action="store_true", help="negate q_w's last layer at the start (Theorem 5.1, generalised)")
 
     add = p.add_argument_group("loss").add_argument
-    add("--loss", choices=["byol", "byol-prime", "raft"], default="raft", help="eq. 3 (BYOL), eq. 6 (BYOL'), eq. 8")
+    add("--loss", choices=["byol", "byol-prime", "raft", "supervised"], default="raft",
+        help="eq. 3 (BYOL), eq. 6 (BYOL'), eq. 8 (RAFT), or cross-entropy of a linear head on f_θ (Figure 3a)")
     add("--alpha", type=float, default=1.0, help="α, weight of L_align (eqs. 6, 8); paper: 1")
     add("--beta", type=float, default=1.0, help="β > 0, weight of L_cross-model (eqs. 6, 8); RAFT subtracts it")
     add("--tangent", action="store_true", help="the Tan variant of the teacher terms (Sec. 5 remark)")
@@ -98,6 +101,8 @@ def parser():
     add("--probe", choices=["augmented", "features"], default="augmented",
         help="fit the classifier on crop+flip views every epoch (authors' code) or on features of plain images")
     add("--knn-every", type=int, default=10, help="kNN accuracy monitor every N epochs; 0: off")
+    add("--snapshot-epochs", type=epoch_list, default=[], metavar="E1,E2,..",
+        help="save f_θ and its output on fixed views at these epochs, OUT.epochE.pt (Figure 3)")
 
     add = p.add_argument_group("system").add_argument
     add("--seed", type=int, default=0, help="fixes initialisation, batches and augmentations")
@@ -109,6 +114,10 @@ def parser():
     add("--compile", action="store_true", help="torch.compile the forward pass")
     add("--cuda-graph", action="store_true", help="on CUDA, run the whole step as one CUDA graph (opt-in)")
     return p
+
+
+def epoch_list(text):
+    return sorted({int(e) for e in text.split(",") if e.strip()})
 
 
 def validate(args):
@@ -130,6 +139,9 @@ def validate(args):
         (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor to negate"),
         (not (args.encoder == "small" and args.stem != "imagenet"), "--stem applies to ResNet18 only"),
         (not args.cuda_graph or args.tau_schedule == "constant", "--cuda-graph needs --tau-schedule constant"),
+        (all(1 <= e <= args.epochs for e in args.snapshot_epochs), "--snapshot-epochs must lie in 1..--epochs"),
+        (args.loss != "supervised" or (args.predictor, args.tangent, args.mirror_init) == ("mlp", False, False),
+         "--loss supervised trains a linear head in place of the predictor: no --predictor, --tangent, --mirror-init"),
     ]
     for ok, message in checks:
         if not ok:
@@ -237,6 +249,8 @@ def load_data(args):
         data["train"] = tuple(t[: args.train_subset] for t in data["train"])
     if len(data["train"][1]) < args.batch_size:
         fail(f"{len(data['train'][1])} training images are fewer than --batch-size {args.batch_size}")
+    if args.loss == "supervised" and int(data["train"][1].max()) >= CLASSES:
+        fail(f"--loss supervised has a head for {CLASSES} classes; the data has more")
     return {k: (x.to(args.device), y.to(args.device)) for k, (x, y) in data.items()}
 
 
@@ -423,8 +437,8 @@ def build_encoder(encoder, stem):
 
 
 def build_model(args):
-    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector(),
-                               predictor=predictor(args.predictor)))
+    head = nn.Linear(PROJECTION, CLASSES) if args.loss == "supervised" else predictor(args.predictor)
+    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector(), predictor=head))
     if args.mirror_init:
         mirror_predictor(model.predictor)  # draws nothing: a mirrored pair goes on to draw the same teacher
     return model
@@ -491,8 +505,10 @@ def byol_loss(p1, p2, teacher1, teacher2, tangent=False):
     return 0.5 * (sq_dist(p1, teacher2, tangent).mean() + sq_dist(p2, teacher1, tangent).mean())
 
 
-def objective(p1, p2, teacher1, teacher2, args):
+def objective(p1, p2, teacher1, teacher2, args, labels=None):
     """The training loss selected by --loss. (eq. 7, Theorem 4.1, is checked in test_raft.py.)"""
+    if args.loss == "supervised":  # Figure 3(a)'s reference: p1, p2 are the linear head's logits
+        return 0.5 * (F.cross_entropy(p1, labels) + F.cross_entropy(p2, labels))
     if args.loss == "byol":
         return byol_loss(p1, p2, teacher1, teacher2, args.tangent)  # eq. 3
     align = align_loss(p1, p2)
@@ -569,7 +585,7 @@ def table_metrics(p1, p2, z1):
     return align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1], (consecutive(a) + consecutive(b)) / 2
 
 
-def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
+def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None):
     """One step of Algorithm 1 (App. E) on the views v1 = t1(x), v2 = t2(x) of a batch, each (N, 3, S, S):
         lines 5-6, z = q_w(f_θ(t(x))) and z' = f_ξ(t(x))    forward_views: p1, p2 and teacher1, teacher2
         lines 7-8, l_align and l_cross-model                 objective (eq. 6 or 8; eq. 3 for BYOL)
@@ -580,7 +596,7 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
     autocast = torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp, cache_enabled=not args.cuda_graph)
     with autocast, torch.set_grad_enabled(opt is not None):
         p1, p2, z1, z2, teacher1, teacher2 = forward_views(model, teacher, v1, v2, args, fwd)
-    loss = objective(p1, p2, teacher1, teacher2, args)
+    loss = objective(p1, p2, teacher1, teacher2, args, labels)
     if opt is not None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -592,7 +608,7 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward):
 
 def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
-    images, opt, epochs = data["train"][0], None, args.epochs
+    (images, labels), opt, epochs = data["train"], None, args.epochs
     if args.epochs == 0:  # Rand-Baseline: one epoch that only measures, on copies of the networks, so that the
         # probe sees the encoder exactly as initialised, BatchNorm statistics included (authors' code)
         model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
@@ -610,8 +626,8 @@ def train(model, teacher, data, args):
         perm = torch.randperm(len(images), device=images.device)
         sums.zero_()
         for i in range(steps):  # lines 2-3: a minibatch x of N images; then lines 4-12
-            x = images[perm[i * args.batch_size:(i + 1) * args.batch_size]]
-            step(x, tau_at(epoch * steps + i, epochs * steps, args))
+            batch = perm[i * args.batch_size:(i + 1) * args.batch_size]
+            step(images[batch], tau_at(epoch * steps + i, epochs * steps, args), labels[batch])
         means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
         dt = time.perf_counter() - t0
         seconds += dt
@@ -624,6 +640,8 @@ def train(model, teacher, data, args):
             row["knn_acc"] = knn_accuracy(model.encoder, data, args)
         history.append(row)
         log_row(row, header=epoch == start)
+        if epoch + 1 in args.snapshot_epochs:
+            save_snapshot(model, images, args, epoch + 1)
         if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == epochs):
             save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
                                  rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
@@ -643,21 +661,26 @@ def make_step(model, teacher, opt, args, image_shape, fwd=forward):
     and sums) is one CUDA graph replayed on that buffer: one launch per step instead of several hundred."""
     sums = torch.zeros(len(METRICS), device=args.device)
     static = torch.zeros((args.batch_size, *image_shape), dtype=torch.uint8, device=args.device)
+    static_labels = torch.zeros(args.batch_size, dtype=torch.long, device=args.device)  # for --loss supervised
 
     def body(tau):
         v1, v2 = two_views(static, args)
-        sums.add_(train_step(model, teacher, opt, v1, v2, args, tau, fwd))
+        sums.add_(train_step(model, teacher, opt, v1, v2, args, tau, fwd, static_labels))
 
-    def eager(images, tau):
+    def eager(images, tau, labels=None):
         static.copy_(images)
+        if labels is not None:
+            static_labels.copy_(labels)
         body(tau)
 
     if not args.cuda_graph:
         return eager, sums
     graph = capture(lambda: body(args.tau), model, teacher, opt, sums)  # τ is part of the graph: constant schedule
 
-    def replay(images, tau):
+    def replay(images, tau, labels=None):
         static.copy_(images)
+        if labels is not None:
+            static_labels.copy_(labels)
         graph.replay()
     return replay, sums
 
@@ -770,7 +793,7 @@ def check_writable(path):
 
 def config_of(args):
     """The flags that determine a run's result (what a resumed run must share)."""
-    ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile"}
+    ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile", "snapshot_epochs"}
     return {k: v for k, v in vars(args).items() if k not in ignore}
 
 
@@ -851,6 +874,24 @@ def save_weights(model, teacher, args):
     """OUT.pt: the trained networks and the configuration (README: loading the encoder)."""
     weights = {name: module.state_dict() for name, module in model.items()}
     save_atomically(dict(**weights, teacher=teacher.state_dict(), config=vars(args)), args.out + ".pt")
+
+
+@torch.no_grad()
+def save_snapshot(model, images, args, epoch):
+    """OUT.epochE.pt (Figure 3): the online encoder and projector, and f_θ (eval mode) of two augmented views of
+    the first SNAPSHOT_IMAGES training images. The views come from their own seed, the same at every epoch, and
+    leave the run's random stream untouched."""
+    cuda = args.device.startswith("cuda")
+    with torch.random.fork_rng(devices=[torch.device(args.device).index or 0] if cuda else []):
+        torch.manual_seed(args.seed)
+        views = two_views(images[:SNAPSHOT_IMAGES], args)
+    model.eval()
+    with torch.autocast(images.device.type, torch.bfloat16, enabled=args.amp):
+        h = [model.encoder(to_cuda_layout(v)) for v in views]
+    f_theta = torch.stack([model.projector(fp32_or_wider(x)) for x in h])  # (2, M, 128)
+    model.train()
+    save_atomically(dict(epoch=epoch, encoder=model.encoder.state_dict(), projector=model.projector.state_dict(),
+                         f_theta=f_theta.cpu(), config=vars(args)), f"{args.out}.epoch{epoch}.pt")
 
 
 def finished_run(args):

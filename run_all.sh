@@ -11,7 +11,9 @@
 # at a time, per GPU with GPUS), GPUS (comma-separated CUDA devices; runs are dealt to them
 # round-robin), THREADS (CPU threads per run), RUNS (comma-separated run names; default all,
 # see python tools/tables.py --list-runs), DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), ARGS (extra
-# raft.py flags for every run), PYTHON (the interpreter), PRINT=1. QUICK=1 is PROFILE=quick.
+# raft.py flags for every run), PYTHON (the interpreter), PRINT=1, SNAPSHOTS (the epochs at which
+# Figure 3's runs save snapshots; default: the paper's 1, 50, 100, 200, 300 of 300, scaled to
+# EPOCHS). QUICK=1 is PROFILE=quick.
 # Every run is started with --resume: raft.py skips it if OUT_DIR/<run>-s<seed>.json is
 # finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
 # a finished file made with other settings. A failed run does not stop the others; it is
@@ -37,12 +39,13 @@ PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-}
 RUNS=${RUNS:-}
 PRINT=${PRINT:-0}
+SNAPSHOTS=${SNAPSHOTS:-}
 cd "$(dirname "$0")"
 RAFT=$(pwd)/raft.py
 TABLES=$(pwd)/tools/tables.py
 
 # every run as one line: NAME SEED FLAGS...
-runs=$($PYTHON "$TABLES" --list-runs) || exit 1
+runs=$($PYTHON "$TABLES" --list-runs --epochs "$EPOCHS" ${SNAPSHOTS:+--snapshot-epochs "$SNAPSHOTS"}) || exit 1
 queue=()
 while IFS=$'\t' read -r name flags; do
   if [ -n "$RUNS" ] && [[ ",$RUNS," != *",$name,"* ]]; then continue; fi

@@ -10,10 +10,12 @@ Results files are named DIR/<run>-s<seed>.json. The paper's values stand beside 
 import argparse
 import glob
 import json
+import math
 import os
 import sys
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import raft  # noqa: E402  (the method; this file only gathers what its runs wrote)
@@ -35,6 +37,7 @@ RUNS = {  # run name -> flags
     **{f"byolp-np-b{b}": f"--loss byol-prime --predictor none --beta {b}" for b in ["10", "100"]},
     "raft-mlp-mirror": "--loss raft --predictor mlp --mirror-init",
     "raft-lp-mirror": "--loss raft --predictor linear --mirror-init",
+    "supervised": "--loss supervised",  # Figure 3(a)'s reference, not a row of the paper's tables
 }
 
 # (label, q_w, α, β, run name, paper: linear accuracy %, L_align, L_uniform); β < 0 is RAFT, as Table 3 writes it
@@ -149,46 +152,122 @@ def mirror_markdown(runs):
     return "\n".join(lines) + "\n"
 
 
+FIGURE3 = [("(a) supervised", "supervised"), ("(b) BYOL", "byol-mlp"), ("(c) BYOL without predictor", "byol-np"),
+           ("(d) BYOL'", "byolp-mlp"), ("(e) RAFT", "raft-mlp")]
 FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol-np"), ("BYOL-LPI", "byol-lpi")]
 FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10"), ("β = 100", "byolp-np-b100")]),
            ("(b) RAFT-NP", [("β = 1", "raft-np"), ("β = 10", "raft-np-b10"), ("β = 100", "raft-np-b100")]),
            ("(c) RAFT-LP", [("β = 0.1", "raft-lp-b0.1"), ("β = 1", "raft-lp"), ("β = 10", "raft-lp-b10")])]
+CIRCLE_BINS, CIRCLE_PAIRS = 72, 6  # Figure 3: angular histogram bins, view pairs joined across the circle
+
+
+def circle_points(reps):
+    """Figure 3's projection (App. F.1): representations (M, D) -> points (M, 2) on the unit circle. The rows are
+    l2-normalised, as the losses see them, projected on the two leading principal axes of their second moment, and
+    normalised onto the circle. The PCA is not centred: a representation collapsed to one point stays at one angle,
+    where centring would spread what is left of its variation around the circle."""
+    z = F.normalize(reps.double(), dim=1)
+    axes = torch.linalg.svd(z, full_matrices=False).Vh[:2]  # (2, D)
+    return F.normalize(z @ axes.T, dim=1)
+
+
+def angular_density(points, bins=CIRCLE_BINS):
+    """The density of points (M, 2) over the angle, relative to a uniform spread (1 everywhere)."""
+    angles = torch.atan2(points[:, 1], points[:, 0])
+    return torch.histc(angles, bins, -math.pi, math.pi) * bins / len(points)
+
+
+def view_pairs(points, pairs=CIRCLE_PAIRS, seed=0):
+    """points (2M, 2): view 1 of M images, then view 2. Returns (pairs, 2, 2): both views of a few images, drawn
+    with a fixed seed."""
+    m = len(points) // 2
+    chosen = torch.randperm(m, generator=torch.Generator().manual_seed(seed))[:pairs]
+    return torch.stack([points[chosen], points[m + chosen]], 1)
+
+
+def draw_circle(ax, f_theta):
+    """One panel of Figure 3 from f_θ (2, M, D) of M images' two views: the circle's width is the density."""
+    points = circle_points(f_theta.flatten(0, 1))
+    density = angular_density(points)
+    theta = torch.linspace(-math.pi, math.pi, CIRCLE_BINS + 1)[:-1] + math.pi / CIRCLE_BINS  # bin centres
+    outer = 1 + (0.08 * density).clamp(max=0.9)
+    circle = torch.stack([theta.cos(), theta.sin()], 1)
+    ring = torch.cat([circle * outer[:, None], circle.flip(0)])
+    ax.fill(ring[:, 0], ring[:, 1], color="tab:gray", alpha=0.6, lw=0)
+    for pair in view_pairs(points):
+        ax.plot(pair[:, 0], pair[:, 1], "-o", color="tab:blue", ms=3, lw=0.8)
+    ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal", xticks=[], yticks=[])
+
+
+def snapshots(results_dir, run, seed=0):
+    """{epoch: f_θ (2, M, D)} from the run's OUT.epochE.pt files."""
+    found = {}
+    for path in glob.glob(os.path.join(results_dir, f"{run}-s{seed}.json.epoch*.pt")):
+        snap = torch.load(path, map_location="cpu", weights_only=True)
+        found[snap["epoch"]] = snap["f_theta"]
+    return dict(sorted(found.items()))
+
+
+def plot_figure3(plt, results_dir):
+    """Figure 3 (App. F.1) from the snapshots of seed 0, when any exist."""
+    rows = [(title, snapshots(results_dir, run)) for title, run in FIGURE3]
+    rows = [(title, snaps) for title, snaps in rows if snaps]
+    if not rows:
+        return
+    cols = max(len(snaps) for _, snaps in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.4 * len(rows)), squeeze=False)
+    for r, (title, snaps) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(snaps):
+                ax.axis("off")
+                continue
+            epoch, f_theta = list(snaps.items())[c]
+            draw_circle(ax, f_theta)
+            ax.set_title(f"epoch {epoch}", fontsize=9)
+        axes[r, 0].set_ylabel(title, fontsize=9)
+    fig.suptitle("Figure 3: f_θ of training images on the circle (uncentred PCA to 2-D, normalised; width: density; "
+                 "lines join two views of one image)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(results_dir, "figure3.png"), dpi=110)
+    plt.close(fig)
 
 
 def plot_curve(ax, results, key, label, log=False):
-    """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band."""
-    epochs = [r["epoch"] for r in results[0]["history"]]
-    v = torch.tensor([[r[key] for r in res["history"]] for res in results], dtype=torch.float64)  # (seeds, epochs)
+    """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band. Only the
+    epochs every seed recorded it at (the kNN monitor runs every --knn-every epochs)."""
+    rows = [[r for r in res["history"] if key in r] for res in results]
+    epochs = [r["epoch"] for r in rows[0]]
+    if not epochs or any([r["epoch"] for r in row] != epochs for row in rows):
+        return
+    v = torch.tensor([[r[key] for r in row] for row in rows], dtype=torch.float64)  # (seeds, epochs)
     mean = v.clamp_min(1e-30).log().mean(0).exp() if log else v.mean(0)
-    line, = ax.plot(epochs, mean, label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
+    line, = ax.plot(epochs, mean, marker="o" if len(epochs) == 1 else None,
+                    label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
     if len(results) > 1:
         ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
 
 
-def plot_figures(runs, results_dir):
-    """Figures 4 and 5 from the results files, when matplotlib is installed."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no figures")
-        return
-    panels = [("loss", "training loss", False), ("align", "L_align(q∘f_θ), eq. 1", True),
-              ("uniform", "L_uniform(f_θ), eq. 2", False)]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+def plot_figure4(plt, runs, results_dir):
+    panels = [("loss", "(a) training loss", False), ("uniform", "(b) L_uniform(f_θ), eq. 2", False),
+              ("knn_acc", "(c) kNN accuracy % (monitor, k = 20;\nthe paper plots the linear probe)", False),
+              ("align", "(d) L_align(q∘f_θ), eq. 1 (not in the paper's figure)", True)]
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     for label, name in FIGURE4:
         for ax, (key, _, log) in zip(axes, panels):
             if runs.get(name):
                 plot_curve(ax, runs[name], key, label, log)
     for ax, (_, title, log) in zip(axes, panels):
         ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle("Figure 4: BYOL with each predictor (mean over seeds, band: min to max)")
-    fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110, bbox_inches="tight")
+    fig.tight_layout()
+    fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110)
     plt.close(fig)
 
+
+def plot_figure5(plt, runs, results_dir):
     fig, axes = plt.subplots(2, 3, figsize=(16, 8), sharex=True)
     for col, (title, curves) in enumerate(FIGURE5):
         for label, name in curves:
@@ -198,10 +277,25 @@ def plot_figures(runs, results_dir):
         axes[0, col].set(title=title, yscale="log", ylabel="L_align(q∘f_θ), eq. 1")
         axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")
         if axes[0, col].get_legend_handles_labels()[0]:
-            axes[0, col].legend()
+            axes[0, col].legend(fontsize=8)
     fig.suptitle("Figure 5: β in BYOL' and RAFT (mean over seeds, band: min to max)")
-    fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110, bbox_inches="tight")
+    fig.tight_layout()
+    fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110)
     plt.close(fig)
+
+
+def plot_figures(runs, results_dir):
+    """Figures 3, 4 and 5 from the results files and snapshots, when matplotlib is installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no figures")
+        return
+    plot_figure3(plt, results_dir)
+    plot_figure4(plt, runs, results_dir)
+    plot_figure5(plt, runs, results_dir)
 
 
 def write_tables(results_dir):
@@ -216,14 +310,30 @@ def write_tables(results_dir):
     plot_figures(runs, results_dir)
 
 
+def figure3_epochs(epochs):
+    """The paper's Figure 3 shows epochs 1, 50, 100, 200 and 300 of 300: the same fractions of a run's epochs."""
+    return ",".join(str(e) for e in sorted({max(1, round(epochs * k / 300)) for k in (1, 50, 100, 200, 300)}))
+
+
+def run_list(snapshot_epochs=""):
+    """RUNS, with --snapshot-epochs added to Figure 3's runs."""
+    snap = {run for _, run in FIGURE3} if snapshot_epochs else set()
+    return {name: flags + (f" --snapshot-epochs {snapshot_epochs}" if name in snap else "")
+            for name, flags in RUNS.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="The runs of Tables 1 and 3, and the tables from their results.")
     p.error = raft.fail
     p.add_argument("results_dir", nargs="?", help="write the tables and figures of the results files in this folder")
     p.add_argument("--list-runs", action="store_true", help="print NAME<TAB>FLAGS for every run (used by run_all.sh)")
+    p.add_argument("--epochs", type=int, default=0, help="with --list-runs: Figure 3's runs save snapshots at the "
+                   "epochs the paper shows, scaled to this many epochs")
+    p.add_argument("--snapshot-epochs", metavar="E1,E2,..", help="with --list-runs: these snapshot epochs instead")
     args = p.parse_args(argv)
     if args.list_runs:
-        print("\n".join(f"{name}\t{flags}" for name, flags in RUNS.items()))
+        snapshot_epochs = args.snapshot_epochs or (figure3_epochs(args.epochs) if args.epochs > 0 else "")
+        print("\n".join(f"{name}\t{flags}" for name, flags in run_list(snapshot_epochs).items()))
     elif args.results_dir:
         write_tables(args.results_dir)
     else:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -156,3 +157,55 @@ def test_benchmark_prints_and_saves_its_measurements(tmp_path, capsys):
     assert saved["command"].startswith("python tools/bench.py --encoder small")
     assert {"date", "cpu", "device", "config", "versions"} <= set(saved)
     assert saved["config"]["image_size"] == 16
+
+
+# -----------------------------------------------------------------------------
+# Figure 3 (App. F.1): representations on the circle; Figure 4(c): accuracy over epochs
+
+
+def test_a_collapsed_representation_puts_all_mass_at_one_angle():
+    g = torch.Generator().manual_seed(0)
+    collapsed = torch.randn(1, 128, generator=g) + 1e-3 * torch.randn(1000, 128, generator=g)
+    spread = torch.randn(1000, 128, generator=g)
+    for reps, one_angle in [(collapsed, True), (spread, False)]:
+        points = tables.circle_points(reps)
+        torch.testing.assert_close(points.norm(dim=1), torch.ones(1000, dtype=points.dtype))  # on the unit circle
+        density = tables.angular_density(points, bins=12)
+        assert abs(density.mean().item() - 1) < 1e-9  # relative to a uniform spread
+        resultant = points.mean(0).norm()  # 1: every point at one angle; 0: spread evenly
+        if one_angle:
+            assert resultant > 0.99 and (density > 0).sum() <= 2  # one angle (two bins where it meets an edge)
+        else:
+            assert resultant < 0.1 and density.min() > 0.5 and density.max() < 2  # the circle covered
+
+
+def test_view_pairs_join_the_two_views_of_one_image():
+    g = torch.Generator().manual_seed(1)
+    view1 = torch.randn(200, 128, generator=g)
+    view2 = view1 + 0.01 * torch.randn(200, 128, generator=g)  # each image's views close, images far apart
+    points = tables.circle_points(torch.cat([view1, view2]))
+    pairs = tables.view_pairs(points, pairs=6, seed=3)
+    assert pairs.shape == (6, 2, 2)
+    assert (pairs[:, 0] - pairs[:, 1]).norm(dim=1).max() < 0.1
+    assert torch.equal(pairs, tables.view_pairs(points, pairs=6, seed=3))  # seeded: the same figure again
+    assert not torch.equal(pairs, tables.view_pairs(points, pairs=6, seed=4))
+
+
+def test_figures_are_drawn_from_results_and_snapshots(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    for name in ("byol-mlp", "byol-np", "supervised"):
+        result = fake_result(0, 50.0)
+        result["history"][1]["knn_acc"] = 30.0  # the kNN monitor ran at epoch 2 only
+        (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
+        for epoch in (1, 3):
+            torch.save(dict(epoch=epoch, f_theta=torch.randn(2, 64, 128)), tmp_path / f"{name}-s0.json.epoch{epoch}.pt")
+    tables.main([str(tmp_path)])
+    for figure in ("figure3.png", "figure4.png", "figure5.png"):
+        assert (tmp_path / figure).stat().st_size > 10000, figure
+    assert list(tables.snapshots(str(tmp_path), "byol-np")) == [1, 3]
+    fig, ax = plt.subplots()
+    tables.plot_curve(ax, tables.load_results(str(tmp_path))["byol-np"], "knn_acc", "BYOL-NP")
+    assert list(ax.lines[0].get_xdata()) == [2] and list(ax.lines[0].get_ydata()) == [30.0]
+    plt.close(fig)

@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -71,6 +72,8 @@ def parser():
     add("--blur", type=float, default=0.0, help="probability of Gaussian blur (off in the paper's CIFAR setup)")
     add("--solarize", type=float, default=0.0, help="probability of solarisation (off in the paper's CIFAR setup)")
     add("--jitter-strength", type=float, default=1.0, help="s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), p 0.8")
+    add("--color-jitter", choices=["torchvision", "authors"], default="torchvision",
+        help="torchvision's ColorJitter drawn per image (SimCLR / BYOL) or the authors' (kornia 0.4, per batch)")
 
     add = p.add_argument_group("model").add_argument
     add("--encoder", choices=["resnet18", "small"], default="resnet18", help="ResNet18 (paper) or a 4-layer CNN (CPU)")
@@ -100,6 +103,8 @@ def parser():
     add("--eval-lr", type=float, default=5e-4, help="Adam learning rate of the linear classifier (paper: 5e-4)")
     add("--probe", choices=["augmented", "features"], default="augmented",
         help="fit the classifier on crop+flip views every epoch (authors' code) or on features of plain images")
+    add("--probe-mock-forward", action="store_true",
+        help="first run 4 zero images through the encoder in train mode, as the authors' probe does")
     add("--knn-every", type=int, default=10, help="kNN accuracy monitor every N epochs; 0: off")
     add("--snapshot-epochs", type=epoch_list, default=[], metavar="E1,E2,..",
         help="save f_θ and its output on fixed views at these epochs, OUT.epochE.pt (Figure 3)")
@@ -336,6 +341,28 @@ def color_jitter(x, strength=1.0):
     return x
 
 
+def authors_jitter_params(n, s, device, p=JITTER_P):
+    """The draws of the authors' colour jitter (their RandomApply around kornia 0.4's ColorJitter(0.8s, 0.8s, 0.8s,
+    0.2s)): factors (N, 4) per image, uniform in 1 ± 0.8s (brightness, contrast, saturation) and ± 0.2s (hue); the
+    order of the four ops, ONE permutation for the batch; and ONE coin for the batch: all images jittered, or none."""
+    width = torch.tensor([0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s], device=device)
+    factors = torch.tensor([1.0, 1.0, 1.0, 0.0], device=device) + width * (2 * torch.rand(n, 4, device=device) - 1)
+    return factors, torch.randperm(4, device=device), torch.rand((), device=device) < p
+
+
+def authors_color_jitter(x, factors, order, on):
+    """kornia 0.4's ops: brightness ADDS b - 1, contrast multiplies by c, saturation scales HSV's S, hue shifts HSV's
+    H; each clamps to [0, 1]. Chosen on the device, so that no step waits for the host."""
+    y = x
+    for slot in range(4):
+        h, sat, v = rgb_to_hsv(y)
+        ops = [y + per_image(factors[:, 0] - 1), y * per_image(factors[:, 1]),  # brightness, contrast
+               hsv_to_rgb(h, (sat * factors[:, 2, None, None]).clamp(0, 1), v),  # saturation
+               hsv_to_rgb((h + factors[:, 3, None, None]) % 1, sat, v)]  # hue, in turns (kornia: radians)
+        y = torch.stack(ops)[order[slot]].clamp(0, 1)  # the batch's op in this slot
+    return torch.where(on, y, x)
+
+
 def gaussian_blur(x, p):
     """Gaussian blur, kernel 10% of the image, σ ~ U(BLUR_SIGMA) per image (BYOL); probability p."""
     n, c, h, w = x.shape
@@ -350,10 +377,13 @@ def gaussian_blur(x, p):
     return torch.where(per_image(torch.rand(n, device=x.device) < p), y.view(n, c, h, w), x)
 
 
-def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0):
+def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0, jitter_by="torchvision"):
     """One random view per image: uint8 (N, 3, H, W) -> float (N, 3, size, size) in [0, 1]."""
     x = crop_flip(images.float() / 255, size)
-    x = color_jitter(x, jitter)
+    if jitter_by == "torchvision":
+        x = color_jitter(x, jitter)
+    else:  # a departure from the per-image draws of the paper's SimCLR / BYOL recipe, as the authors' code ran
+        x = authors_color_jitter(x, *authors_jitter_params(len(x), jitter, x.device))
     x = torch.where(per_image(torch.rand(len(x), device=x.device) < GRAYSCALE_P), gray(x).expand_as(x), x)
     if blur:
         x = gaussian_blur(x, blur)
@@ -374,8 +404,8 @@ def normalize(x):
 
 def two_views(images, args):
     """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised."""
-    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize))
-            for _ in range(2)]
+    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize,
+                              args.color_jitter)) for _ in range(2)]
 
 
 # -----------------------------------------------------------------------------
@@ -574,15 +604,17 @@ def forward_views(model, teacher, v1, v2, args, fwd=forward):
 METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors"]
 
 
-def table_metrics(p1, p2, z1):
+def table_metrics(p1, p2, z1, args):
     """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
     align, uniform: eqs. 1 and 2 as printed, over the batch; L_uniform over all pairs of view 1's projector outputs.
     align_authors, uniform_authors: as the authors' code logs them: the first 64 samples; L_align as a mean over
-    the D dimensions (||·||²/D); L_uniform of the normalised PREDICTOR outputs over consecutive pairs (i, i + 1),
-    averaged over the two views."""
+    the D dimensions (||·||²/D); L_uniform of the normalised PREDICTOR outputs, averaged over the two views, over
+    consecutive pairs (i, i + 1) in their RAFT model (RAFT, BYOL') and over all pairs in their BYOL model."""
     a, b = p1[:LOG_SAMPLES], p2[:LOG_SAMPLES]  # (64, 128) each
     consecutive = lambda p: sq_dist(p[:-1], p[1:]).mul(-UNIFORM_T).exp().mean().log()
-    return align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1], (consecutive(a) + consecutive(b)) / 2
+    logged_uniform = uniform_loss if args.loss == "byol" else consecutive
+    return (align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1],
+            (logged_uniform(a) + logged_uniform(b)) / 2)
 
 
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None):
@@ -603,7 +635,7 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None)
         opt.step()
         ema_update(teacher, model, tau)
     with torch.no_grad():
-        return torch.stack([loss.detach(), *table_metrics(p1, p2, z1)])
+        return torch.stack([loss.detach(), *table_metrics(p1, p2, z1, args)])
 
 
 def train(model, teacher, data, args):
@@ -762,6 +794,9 @@ def probe_epoch(clf, opt, encoder, images, labels, feats, args):
 def linear_eval(encoder, data, args):
     """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    if args.probe_mock_forward:  # the authors' probe reads the feature width this way: every BatchNorm's running
+        with torch.no_grad():  # statistics move once (momentum 0.1) towards those of zero images
+            encoder.train()(torch.zeros(4, 3, args.image_size, args.image_size, device=xtr.device))
     fte = features(encoder, xte, args)  # test images are never augmented
     ftr = features(encoder, xtr, args) if args.probe == "features" else None
     clf = nn.Linear(FEATURES, int(max(ytr.max(), yte.max())) + 1).to(fte.device)
@@ -803,7 +838,15 @@ def stored_config(config):
 
 
 def versions():
-    return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__)
+    """Python, torch, torchvision, and the commit of this file's repository (modified: uncommitted changes)."""
+    git = ["git", "-C", os.path.dirname(os.path.abspath(__file__))]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+        changes = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except OSError:  # no git
+        commit, changes = None, None
+    return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
+                commit=commit, modified=bool(changes.stdout.strip()) if commit else None)
 
 
 def describe_device(device):
@@ -931,6 +974,7 @@ def set_up_device(args):
 
 def run(args):
     """One run: train (Algorithm 1), probe, write the results file and OUT.pt."""
+    code = versions()  # before training: the code that runs, not what it became meanwhile
     torch.manual_seed(args.seed)
     data = load_data(args)
     model, teacher = build(args)
@@ -939,7 +983,7 @@ def run(args):
     history, train_seconds = train(model, teacher, data, args)
     t0 = time.perf_counter()
     accs = linear_eval(model.encoder, data, args)
-    result = dict(config=vars(args), versions=versions(), device=describe_device(args.device), history=history,
+    result = dict(config=vars(args), versions=code, device=describe_device(args.device), history=history,
                   **table_values(history), linear_acc=accs[-1], linear_acc_last10=sum(accs[-10:]) / len(accs[-10:]),
                   probe_history=accs, seconds=dict(train=train_seconds, eval=time.perf_counter() - t0))
     save_weights(model, teacher, args)

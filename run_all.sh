@@ -43,6 +43,9 @@ SNAPSHOTS=${SNAPSHOTS:-}
 cd "$(dirname "$0")"
 RAFT=$(pwd)/raft.py
 TABLES=$(pwd)/tools/tables.py
+if [ "$PRINT" != 1 ]; then  # runs here: paths relative to the repository, so results and logs hold no absolute path
+  RAFT=raft.py DATA_DIR=$(realpath -m --relative-to=. "$DATA_DIR") OUT_DIR=$(realpath -m --relative-to=. "$OUT_DIR")
+fi
 
 # every run as one line: NAME SEED FLAGS...
 runs=$($PYTHON "$TABLES" --list-runs --epochs "$EPOCHS" ${SNAPSHOTS:+--snapshot-epochs "$SNAPSHOTS"}) || exit 1

@@ -85,6 +85,19 @@ def pairing_inputs():
     return p1, p2, t1, t2
 
 
+def test_losses_are_d_times_the_authors_means():
+    """Eq. 1 sums over the D dimensions; the authors' code takes means over N x D (F.mse_loss of normalised
+    vectors). Same α and β, so every loss, and its gradient, is D times theirs (Adam absorbs it except through eps)."""
+    p1, p2, t1, t2 = (rand(32, 128, seed=s).requires_grad_() for s in range(4))
+    n = lambda x: F.normalize(x, dim=-1)
+    mse = lambda a, b: F.mse_loss(n(a), n(b))
+    theirs = 1.0 * mse(p1, p2) - 2.0 * 0.5 * (mse(p1, t1) + mse(p2, t2))  # their RAFT, α = 1, β = 2
+    ours = raft.objective(p1, p2, t1, t2, make_args("--loss", "raft", "--beta", 2))
+    assert close(ours, 128 * theirs, 1e-6)
+    g_ours, g_theirs = (torch.autograd.grad(x, p1)[0] for x in (ours, theirs))
+    torch.testing.assert_close(g_ours, 128 * g_theirs)
+
+
 def test_cross_model_loss_pairs_the_same_view():
     p1, p2, t1, t2 = pairing_inputs()
     same = 0.5 * (d2(p1, t1).mean() + d2(p2, t2).mean())
@@ -912,6 +925,26 @@ def test_mlp_bn_predictor_normalises_over_the_batch():
         assert (not torch.allclose(a, b, atol=1e-4)) == depends, kind
 
 
+def test_probe_mock_forward_moves_batchnorm_statistics_once(tmp_path):
+    """--probe-mock-forward (the authors' eval.py: 4 zero images through the encoder in train mode before
+    online.eval()): each BatchNorm's running statistics move once with momentum 0.1. The first BatchNorm sees
+    zeros (a convolution without bias of zero images), so its running mean and variance shrink by 0.9; off by
+    default, nothing moves."""
+    images, labels = shapes_dataset(n_per_class=2, seed=1)
+    for flags, factor in [([], 1.0), (["--probe-mock-forward"], 0.9)]:
+        args = make_args("--eval-epochs", 1, "--probe", "features", *flags)
+        torch.manual_seed(0)
+        encoder = raft.build_model(args).encoder
+        with torch.no_grad():
+            encoder(raft.normalize(images.float() / 255))  # running statistics away from 0 and 1
+        bn = encoder[1]
+        mean, var, count = bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked)
+        raft.linear_eval(encoder, dict(train=(images, labels), test=(images, labels)), args)
+        torch.testing.assert_close(bn.running_mean, factor * mean)
+        torch.testing.assert_close(bn.running_var, factor * var)
+        assert int(bn.num_batches_tracked) == count + (factor != 1.0)
+
+
 def test_rand_baseline_probes_the_encoder_as_initialised(folder, tmp_path, monkeypatch):
     probed = {}
     monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args: probed.update(
@@ -985,22 +1018,84 @@ def test_color_jitter_applies_each_images_own_order():
     assert len({tuple(r) for r in order.tolist()}) > 10
 
 
-def test_table_metrics_definitions():
+def kornia_reference(rgb, op, factor):
+    """kornia 0.4's ColorJitter ops on one pixel, written out with colorsys: brightness x + (b - 1), contrast x * c,
+    saturation S * s, hue H + h (in turns), each clamped to [0, 1]."""
+    import colorsys
+    clamp = lambda c: min(max(float(c), 0.0), 1.0)
+    if op < 2:
+        return [clamp(c + factor - 1 if op == 0 else c * factor) for c in rgb]
+    h, s, v = colorsys.rgb_to_hsv(*rgb)
+    return list(colorsys.hsv_to_rgb(h, clamp(s * factor), v) if op == 2 else colorsys.hsv_to_rgb((h + factor) % 1, s, v))
+
+
+@pytest.mark.parametrize("op,factor,expected", [(0, 1.3, [0.8, 0.5, 1.0]), (1, 1.5, [0.75, 0.75, 0.3]),
+                                                (2, 0.5, [0.5, 0.35, 0.25]), (3, 0.5, [0.0, 0.3, 0.5])])
+def test_authors_jitter_ops_by_hand(op, factor, expected):
+    """--color-jitter authors, one op at a time, worked by hand: brightness 1.3 adds 0.3 to (0.5, 0.2, 0.9) (not
+    torchvision's multiply); contrast 1.5 multiplies (0.5, 0.5, 0.2) (no blend with the mean); on (0.5, 0.2, 0),
+    HSV (1/15, 1, 0.5): saturation 0.5 halves S, hue 0.5 turns H by half a turn."""
+    rgb = [[0.5, 0.2, 0.9], [0.5, 0.5, 0.2], [0.5, 0.2, 0.0], [0.5, 0.2, 0.0]][op]
+    factors = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    factors[0, op] = factor
+    order = torch.tensor([op, *[k for k in range(4) if k != op]])  # the others are identities anyway
+    out = raft.authors_color_jitter(torch.tensor(rgb).view(1, 3, 1, 1), factors, order, torch.tensor(True)).flatten()
+    torch.testing.assert_close(out, torch.tensor(expected), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out, torch.tensor(kornia_reference(rgb, op, factor)), atol=1e-6, rtol=0)
+
+
+def test_authors_jitter_one_order_and_one_coin_per_batch():
+    """The order is one permutation for the whole batch, applied to every image in turn (checked against the
+    colorsys reference with each image's own factors); the coin is one per batch, heads 80 % of batches."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 2, 2)
+    factors, order, on = raft.authors_jitter_params(6, 1.0, x.device)
+    assert sorted(order.tolist()) == [0, 1, 2, 3] and on.shape == ()
+    out = raft.authors_color_jitter(x, factors, order, torch.tensor(True))
+    for i in range(6):
+        for px in range(4):
+            rgb = x[i].flatten(1)[:, px].tolist()
+            for op in order.tolist():
+                rgb = kornia_reference(rgb, op, factors[i, op].item())
+            torch.testing.assert_close(out[i].flatten(1)[:, px], torch.tensor(rgb), atol=1e-5, rtol=0)
+    assert torch.equal(raft.authors_color_jitter(x, factors, order, torch.tensor(False)), x)
+    orders, coins = set(), []
+    for _ in range(400):
+        _, order, on = raft.authors_jitter_params(4, 1.0, x.device)
+        orders.add(tuple(order.tolist()))
+        coins.append(bool(on))
+    assert len(orders) > 12 and abs(sum(coins) / 400 - 0.8) < 0.06
+
+
+def test_color_jitter_flag_selects_the_authors_jitter(monkeypatch):
+    """--color-jitter authors runs the authors' jitter in two_views; the default, torchvision's per image."""
+    for flag, used in [("torchvision", "jitter_params"), ("authors", "authors_jitter_params")]:
+        got = captured(monkeypatch, used)
+        raft.two_views(torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8), make_args("--color-jitter", flag, size=8))
+        assert len(got) == 2, flag  # once per view
+
+
+@pytest.mark.parametrize("loss", ["raft", "byol-prime", "byol"])
+def test_table_metrics_definitions(loss):
+    """Tables 1 and 3's L_align(q∘f_θ) and L_uniform(f_θ) as eqs. 1 and 2 print them, and as the authors log them:
+    their RAFT model (RAFT, BYOL') over consecutive pairs, their BYOL model over all pairs (scipy's pdist)."""
     g = torch.Generator().manual_seed(0)
     p1, p2, z1, z2, t1, t2 = (torch.randn(100, raft.PROJECTION, generator=g) for _ in range(6))
-    align, uniform, align_authors, uniform_authors = raft.table_metrics(p1, p2, z1)
+    args = make_args("--loss", loss)
+    align, uniform, align_authors, uniform_authors = raft.table_metrics(p1, p2, z1, args)
     assert close(align, d2(p1, p2).mean(), 1e-5)  # eq. 1 on the predictor outputs, summed over dimensions
-    u = unit(z1.double())
-    pairs = [(u[i] - u[j]).pow(2).sum() for i in range(100) for j in range(i + 1, 100)]
-    assert close(uniform, torch.stack(pairs).mul(-2).exp().mean().log(), 1e-5)  # eq. 2 on view 1's projector outputs
-    a, b = p1[:64], p2[:64]  # the authors' logging: first 64 samples, ||.||^2 / D, consecutive pairs of q∘f_θ
+    all_pairs = lambda u: torch.stack([(u[i] - u[j]).pow(2).sum() for i in range(len(u)) for j in range(i + 1, len(u))])
+    assert close(uniform, all_pairs(unit(z1.double())).mul(-2).exp().mean().log(), 1e-5)  # eq. 2, view 1's f_θ
+    a, b = p1[:64], p2[:64]  # the authors' logging: first 64 samples, ||.||^2 / D, pairs of q∘f_θ
     assert close(align_authors, d2(a, b).mean() / raft.PROJECTION, 1e-5)
-    consecutive = lambda p: d2(p[:-1], p[1:]).mul(-2).exp().mean().log()
-    assert close(uniform_authors, (consecutive(a) + consecutive(b)) / 2, 1e-5)
+    if loss == "byol":
+        logged = lambda p: all_pairs(unit(p.double())).mul(-2).exp().mean().log()
+    else:
+        logged = lambda p: d2(p[:-1], p[1:]).mul(-2).exp().mean().log()
+    assert close(uniform_authors, (logged(a) + logged(b)) / 2, 1e-5)
 
     # train_step reports exactly these, for the tensors the networks return
     outputs = iter([(p1, z1, t1), (p2, z2, t2)])  # view 1, then view 2
-    args = make_args("--loss", "raft")
     step = raft.train_step(None, None, None, p1, p2, args, args.tau, fwd=lambda model, teacher, x: next(outputs))
     expected = [raft.objective(p1, p2, t1, t2, args), align, uniform, align_authors, uniform_authors]
     torch.testing.assert_close(step, torch.stack(expected))

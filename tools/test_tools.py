@@ -118,7 +118,8 @@ def test_printed_command_writes_what_run_all_writes(folder, tmp_path):
     assert drop(a) == drop(b)
     metrics = lambda r: [{k: row[k] for k in raft.METRICS} for row in r["history"]]
     assert metrics(a) == metrics(b)
-    assert {**a["config"], "out": None} == {**b["config"], "out": None}
+    assert {**a["config"], "out": None, "data_dir": None} == {**b["config"], "out": None, "data_dir": None}
+    assert not os.path.isabs(b["config"]["data_dir"]) and not os.path.isabs(b["config"]["out"])  # no machine's path
 
 
 def test_gpus_are_dealt_round_robin(tmp_path):
@@ -133,9 +134,9 @@ echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
                   cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     printed = run_all(dict(PYTHON=str(stand_in), PRINT="1", SEEDS="2", OUT_DIR=str(tmp_path / "out")), cwd=tmp_path)
-    order = [c.split("--out ")[1].split()[0] for c in printed.stdout.strip().splitlines()]  # the queue, in order
+    order = [os.path.basename(c.split("--out ")[1].split()[0]) for c in printed.stdout.strip().splitlines()]
     calls = [line.split() for line in log.read_text().strip().splitlines()]
-    device = {args[args.index("--out") + 1]: args[0] for args in calls}
+    device = {os.path.basename(args[args.index("--out") + 1]): args[0] for args in calls}
     assert len(calls) == len(order) == 2 * len(tables.RUNS)  # every run once
     assert [device[out] for out in order] == [["3", "5"][i % 2] for i in range(len(order))]
 

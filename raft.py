@@ -8,11 +8,7 @@ behind a flag (README, "Choices the paper leaves open").
 
     python raft.py --loss raft --predictor mlp      # Table 1, RAFT row: 300 epochs, then the linear probe
     python raft.py --loss byol --predictor none     # BYOL-NP: the collapse of Sec. 3
-    python raft.py --epochs 0 --predictor linear    # Rand-Baseline
     bash run_all.sh                                 # Tables 1 and 3 (the runs: tools/tables.py)
-
-Sections: configuration; data; augmentation (App. C); networks (App. C); losses (eqs. 1-3, 5, 6, 8, Sec. 5);
-mean teacher (eq. 4); training (Algorithm 1); linear probe (App. C); results files and checkpoints; main.
 """
 
 import argparse
@@ -48,11 +44,9 @@ KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # kNN monitor: neig
 SNAPSHOT_IMAGES = 512  # Figure 3: f_θ of the first 512 training images, two augmented views each
 CLASSES = 10  # CIFAR-10; the linear head of --loss supervised
 
-
 def fail(message):
     """A user mistake or a failed run: one line on stderr, exit status 1, no traceback."""
     raise SystemExit(f"raft.py: error: {message}")
-
 
 def get_args(argv=None, p=None):
     """The flags, checked (one line per mistake), with the device and the defaults that depend on it resolved."""
@@ -60,7 +54,6 @@ def get_args(argv=None, p=None):
     validate(args)
     resolve_device(args)
     return args
-
 
 def parser():
     p = argparse.ArgumentParser(description="RAFT / BYOL / BYOL' on CIFAR-10 (see README.md).")
@@ -120,10 +113,8 @@ def parser():
     add("--cuda-graph", action="store_true", help="on CUDA, run the whole step as one CUDA graph (opt-in)")
     return p
 
-
 def epoch_list(text):
     return sorted({int(e) for e in text.split(",") if e.strip()})
-
 
 def validate(args):
     checks = [
@@ -152,7 +143,6 @@ def validate(args):
         if not ok:
             fail(message)
 
-
 def resolve_device(args):
     try:
         args.device = str(torch.device(args.device))
@@ -174,14 +164,12 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train/ and test/ in ImageFolder layout "
                    "(e.g. tar -xzf cifar10-jpeg.tar.gz -C data; --data-dir data/cifar10)")
 
-
 def read_image(path):
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
     except OSError as e:
         fail(f"cannot read the image {path} ({type(e).__name__})")
-
 
 def load_image_folder(root, train_subset=0):
     """root/{train,test}/<class>/<image>; returns {split: (uint8 (N,3,H,W), int64 (N,))}.
@@ -215,13 +203,6 @@ def load_image_folder(root, train_subset=0):
         data[split] = (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), y[order])
     return data
 
-
-def undo_download(root, created, before):
-    """Remove what a failed download made: the folders it created, or what it added to root."""
-    for path in [created] if created else [os.path.join(root, n) for n in set(os.listdir(root)) - before]:
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
 def load_cifar10(root):
     """CIFAR-10 through torchvision, downloaded into root when missing."""
     created, path = None, os.path.abspath(root)
@@ -232,15 +213,15 @@ def load_cifar10(root):
     for split in ("train", "test"):
         try:
             ds = torchvision.datasets.CIFAR10(root, train=split == "train", download=True)
-        except Exception as e:  # no network, a bad archive, an unwritable folder
-            undo_download(root, created, before)
+        except Exception as e:  # no network, a bad archive, an unwritable folder: remove what the attempt made
+            for path in [created] if created else [os.path.join(root, n) for n in set(os.listdir(root)) - before]:
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             nearby = [os.path.dirname(d) for d in glob.glob(os.path.join(root, "*", "train"))]
             hint = f"did you mean --data-dir {nearby[0]}?" if nearby else LOCAL_COPY_HINT
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             fail(f"no CIFAR-10 in {root!r} and the download failed ({reason}); {hint}")
         data[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets))
     return data
-
 
 def load_data(args):
     root = args.data_dir
@@ -264,10 +245,8 @@ def load_data(args):
 # Every image draws its own parameters: torchvision transforms applied to a batch tensor
 # would draw one crop and one colour jitter for the whole batch.
 
-
 def per_image(mask):
     return mask.view(-1, 1, 1, 1)
-
 
 def crop_flip(x, size, scale=CROP_SCALE, ratio=(3 / 4, 4 / 3), tries=10):
     """Random resized crop + horizontal flip as one affine resampling, per image."""
@@ -288,10 +267,8 @@ def crop_flip(x, size, scale=CROP_SCALE, ratio=(3 / 4, 4 / 3), tries=10):
     grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
-
 def gray(x):
     return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (N, 1, H, W), torchvision's weights
-
 
 def rgb_to_hsv(x):
     r, g, b = x.unbind(1)
@@ -303,21 +280,17 @@ def rgb_to_hsv(x):
     h = torch.where(delta > 0, (h / 6) % 1, 0.0)
     return h, s, v
 
-
 def hsv_to_rgb(h, s, v):
     k = (torch.arange(5, 0, -2, device=h.device).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6  # (N, 3, H, W): R, G, B
     return v.unsqueeze(1) * (1 - s.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
-
 
 def adjust_hue(x, shift):
     h, s, v = rgb_to_hsv(x)
     return hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1, s, v)
 
-
 def jitter_params(n, s, device, p=JITTER_P):
-    """Per image: the factors of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), applied with probability p,
-    and the order of its four ops. Returns factors (N, 4): brightness, contrast, saturation, hue
-    (identity 1, 1, 1, 0 where off), and order (N, 4): a random permutation per image."""
+    """Per image, torchvision's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) applied with probability p: factors (N, 4) of
+    brightness, contrast, saturation, hue (1, 1, 1, 0 where off) and order (N, 4), a permutation of the four ops."""
     on = torch.rand(n, device=device) < p
     factors = []
     for j, width in enumerate((0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)):
@@ -325,7 +298,6 @@ def jitter_params(n, s, device, p=JITTER_P):
         f = identity + width * (2 * torch.rand(n, device=device) - 1)
         factors.append(torch.where(on, f, identity))
     return torch.stack(factors, 1), torch.rand(n, 4, device=device).argsort(1)
-
 
 def color_jitter(x, strength=1.0):
     """ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) with probability 0.8, its four ops in a random order per image."""
@@ -340,15 +312,12 @@ def color_jitter(x, strength=1.0):
         x = torch.where(per_image(op == 3), adjust_hue(x, f.view(-1)), blended).clamp(0, 1)
     return x
 
-
 def authors_jitter_params(n, s, device, p=JITTER_P):
-    """The draws of the authors' colour jitter (their RandomApply around kornia 0.4's ColorJitter(0.8s, 0.8s, 0.8s,
-    0.2s)): factors (N, 4) per image, uniform in 1 ± 0.8s (brightness, contrast, saturation) and ± 0.2s (hue); the
-    order of the four ops, ONE permutation for the batch; and ONE coin for the batch: all images jittered, or none."""
+    """The authors' draws (their RandomApply around kornia 0.4's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)): factors
+    (N, 4) per image; ONE order of the four ops and ONE coin for the whole batch (all images jittered, or none)."""
     width = torch.tensor([0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s], device=device)
     factors = torch.tensor([1.0, 1.0, 1.0, 0.0], device=device) + width * (2 * torch.rand(n, 4, device=device) - 1)
     return factors, torch.randperm(4, device=device), torch.rand((), device=device) < p
-
 
 def authors_color_jitter(x, factors, order, on):
     """kornia 0.4's ops: brightness ADDS b - 1, contrast multiplies by c, saturation scales HSV's S, hue shifts HSV's
@@ -362,7 +331,6 @@ def authors_color_jitter(x, factors, order, on):
         y = torch.stack(ops)[order[slot]].clamp(0, 1)  # the batch's op in this slot
     return torch.where(on, y, x)
 
-
 def gaussian_blur(x, p):
     """Gaussian blur, kernel 10% of the image, σ ~ U(BLUR_SIGMA) per image (BYOL); probability p."""
     n, c, h, w = x.shape
@@ -375,7 +343,6 @@ def gaussian_blur(x, p):
     y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=n * c)
     y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), kernel[:, None, :, None], groups=n * c)
     return torch.where(per_image(torch.rand(n, device=x.device) < p), y.view(n, c, h, w), x)
-
 
 def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0, jitter_by="torchvision"):
     """One random view per image: uint8 (N, 3, H, W) -> float (N, 3, size, size) in [0, 1]."""
@@ -391,16 +358,13 @@ def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0, jitter_by="torchvi
         x = torch.where(per_image(torch.rand(len(x), device=x.device) < solarize) & (x >= 0.5), 1 - x, x)
     return x
 
-
 @functools.cache
 def channel_stats(device):  # copied to the device once, not at every step
     return tuple(torch.tensor(s, device=device).view(1, 3, 1, 1) for s in (CIFAR_MEAN, CIFAR_STD))
 
-
 def normalize(x):
     mean, std = channel_stats(x.device)
     return (x - mean) / std
-
 
 def two_views(images, args):
     """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised."""
@@ -420,7 +384,6 @@ def resnet18(stem):
     net.fc = nn.Identity()  # (N, 512)
     return net
 
-
 def small_cnn():
     """A small stand-in for ResNet18, for CPU tests and quick tries (same 512-d output)."""
     layers, width = [], 3
@@ -429,15 +392,9 @@ def small_cnn():
         width = out
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (N, 512)
 
-
-def projector():
-    return nn.Sequential(
-        nn.Linear(FEATURES, HIDDEN, bias=False),  # no bias before BN: its zero gradient is float noise Adam amplifies
-        nn.BatchNorm1d(HIDDEN),
-        nn.ReLU(inplace=True),
-        nn.Linear(HIDDEN, PROJECTION),
-    )
-
+def projector():  # no bias before BatchNorm: its zero gradient is float noise that Adam amplifies
+    return nn.Sequential(nn.Linear(FEATURES, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True),
+                         nn.Linear(HIDDEN, PROJECTION))
 
 def predictor(kind):
     if kind == "mlp":  # App. C: the projector's shape without BatchNorm
@@ -452,19 +409,15 @@ def predictor(kind):
         nn.init.eye_(w.weight)
     return w
 
-
 def mirror_predictor(q):
     """Negate q_w's last linear layer: q̃(z) = -q(z), so ẑ -> -ẑ. Since ||-ẑ - ẑ'||² = 4 - ||ẑ - ẑ'||² on the
     unit sphere, RAFT's loss at the mirrored weights is BYOL''s minus 4β: the two train as mirror images."""
     last = [m for m in q.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
-        for param in last.parameters():
-            param.neg_()
-
+        torch._foreach_neg_(list(last.parameters()))
 
 def build_encoder(encoder, stem):
     return resnet18(stem) if encoder == "resnet18" else small_cnn()
-
 
 def build_model(args):
     head = nn.Linear(PROJECTION, CLASSES) if args.loss == "supervised" else predictor(args.predictor)
@@ -472,7 +425,6 @@ def build_model(args):
     if args.mirror_init:
         mirror_predictor(model.predictor)  # draws nothing: a mirrored pair goes on to draw the same teacher
     return model
-
 
 def build_teacher(model, args):
     """f_ξ = encoder + projector, moved only by eq. 4, never by gradients."""
@@ -482,15 +434,12 @@ def build_teacher(model, args):
         teacher = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))
     return teacher.requires_grad_(False)
 
-
 def build(args):
-    """Online network and teacher, on the device."""
+    """Online network and teacher, on the device (channels_last on CUDA)."""
     model = build_model(args)
     teacher = build_teacher(model, args)
-    model, teacher = model.to(args.device), teacher.to(args.device)
-    if args.device.startswith("cuda"):
-        model, teacher = model.to(memory_format=torch.channels_last), teacher.to(memory_format=torch.channels_last)
-    return model, teacher
+    layout = torch.channels_last if args.device.startswith("cuda") else torch.preserve_format
+    return model.to(args.device, memory_format=layout), teacher.to(args.device, memory_format=layout)
 
 
 # -----------------------------------------------------------------------------
@@ -498,11 +447,9 @@ def build(args):
 # its z′ = f_ξ(t(x)), the teacher's output, is teacher1, teacher2; z = f_θ(t(x)) is the projector's output.
 # Inputs are un-normalised (N, D) tensors; each loss l2-normalises inside (Sec. 2.1) and returns the batch mean.
 
-
 def fp32_or_wider(x):
     """bf16 (autocast) -> float32; float64 stays float64 (the mirror tests run in float64)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
-
 
 def sq_dist(p, target, tangent=False):
     """||p̂ - t̂||² per row, for a prediction p and the target t it is pulled towards or pushed from;
@@ -513,27 +460,22 @@ def sq_dist(p, target, tangent=False):
     lam = (p * target).sum(-1, keepdim=True).detach()
     return ((target - lam * p).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
 
-
 def align_loss(a, b):
     """eq. 1: L_align = E ||f̂(x1) - f̂(x2)||² over positive pairs."""
     return sq_dist(a, b).mean()
-
 
 def uniform_loss(z, t=UNIFORM_T):
     """eq. 2: L_uniform = log E exp(-t ||f̂(x) - f̂(y)||²) over pairs of different rows."""
     z = F.normalize(fp32_or_wider(z), dim=-1)
     return torch.pdist(z).pow(2).mul(-t).exp().mean().log()
 
-
 def cross_model_loss(p1, p2, teacher1, teacher2, tangent=False):
     """eq. 5, symmetrised as in Sec. 4.1: each view's prediction against the teacher on the SAME view."""
     return 0.5 * (sq_dist(p1, teacher1, tangent).mean() + sq_dist(p2, teacher2, tangent).mean())
 
-
 def byol_loss(p1, p2, teacher1, teacher2, tangent=False):
     """eq. 3, symmetrised: each view's prediction against the teacher on the OTHER view."""
     return 0.5 * (sq_dist(p1, teacher2, tangent).mean() + sq_dist(p2, teacher1, tangent).mean())
-
 
 def objective(p1, p2, teacher1, teacher2, args, labels=None):
     """The training loss selected by --loss. (eq. 7, Theorem 4.1, is checked in test_raft.py.)"""
@@ -551,13 +493,11 @@ def objective(p1, p2, teacher1, teacher2, args, labels=None):
 # -----------------------------------------------------------------------------
 # Mean teacher (eq. 4)
 
-
 def tau_at(step, total_steps, args):
     """τ_k of Algorithm 1: constant (paper), or BYOL's 1 - (1 - τ)(cos(πk/K) + 1)/2."""
     if args.tau_schedule == "constant":
         return args.tau
     return 1 - (1 - args.tau) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
-
 
 @torch.no_grad()
 def ema_update(teacher, model, tau):
@@ -570,11 +510,8 @@ def ema_update(teacher, model, tau):
 # -----------------------------------------------------------------------------
 # Training (Algorithm 1)
 
-
-def to_cuda_layout(x):
-    """channels_last on CUDA: the layout cuDNN's fastest bf16 convolutions use."""
+def to_cuda_layout(x):  # channels_last on CUDA: the layout cuDNN's fastest bf16 convolutions use
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
-
 
 def forward(model, teacher, x):
     """x: (B, 3, S, S), one BatchNorm batch. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (B, 128)."""
@@ -590,7 +527,6 @@ def forward(model, teacher, x):
             z_teacher = teacher.projector(fp32_or_wider(h_teacher))
     return p, z, z_teacher
 
-
 def forward_views(model, teacher, v1, v2, args, fwd=forward):
     """Both views through the networks. Returns p1, p2 = q_w(f_θ(v)), z1, z2 = f_θ(v), teacher1, teacher2 = f_ξ(v),
     each (N, 128)."""
@@ -603,7 +539,6 @@ def forward_views(model, teacher, v1, v2, args, fwd=forward):
 
 METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors"]
 
-
 def table_metrics(p1, p2, z1, args):
     """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
     align, uniform: eqs. 1 and 2 as printed, over the batch; L_uniform over all pairs of view 1's projector outputs.
@@ -615,7 +550,6 @@ def table_metrics(p1, p2, z1, args):
     logged_uniform = uniform_loss if args.loss == "byol" else consecutive
     return (align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1],
             (logged_uniform(a) + logged_uniform(b)) / 2)
-
 
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None):
     """One step of Algorithm 1 (App. E) on the views v1 = t1(x), v2 = t2(x) of a batch, each (N, 3, S, S):
@@ -636,7 +570,6 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None)
         ema_update(teacher, model, tau)
     with torch.no_grad():
         return torch.stack([loss.detach(), *table_metrics(p1, p2, z1, args)])
-
 
 def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
@@ -680,17 +613,14 @@ def train(model, teacher, data, args):
                                  config=config_of(args)), args.out + ".ckpt")
     return history, seconds
 
-
 def make_optimizer(model, args):
     cuda = args.device.startswith("cuda")
     return torch.optim.Adam(model.parameters(), lr=args.lr, fused=cuda, capturable=cuda and args.cuda_graph)
 
-
 def make_step(model, teacher, opt, args, image_shape, fwd=forward):
-    """The epoch loop's step: step(images, tau) makes two views of a uint8 batch, runs train_step and adds its
-    METRICS to sums, a device tensor read (and zeroed) once per epoch. The batch is copied into a static buffer,
-    so that with --cuda-graph the whole step (augmentation, both views' forwards, loss, backward, Adam, EMA update
-    and sums) is one CUDA graph replayed on that buffer: one launch per step instead of several hundred."""
+    """step(images, tau) makes two views of a uint8 batch, runs train_step and adds its METRICS to sums, read once per
+    epoch. The batch goes into a static buffer, so that with --cuda-graph the whole step (augmentation, forwards,
+    loss, backward, Adam, EMA, sums) is one CUDA graph replayed on it: one launch instead of several hundred."""
     sums = torch.zeros(len(METRICS), device=args.device)
     static = torch.zeros((args.batch_size, *image_shape), dtype=torch.uint8, device=args.device)
     static_labels = torch.zeros(args.batch_size, dtype=torch.long, device=args.device)  # for --loss supervised
@@ -699,31 +629,22 @@ def make_step(model, teacher, opt, args, image_shape, fwd=forward):
         v1, v2 = two_views(static, args)
         sums.add_(train_step(model, teacher, opt, v1, v2, args, tau, fwd, static_labels))
 
-    def eager(images, tau, labels=None):
+    graph = capture(lambda: body(args.tau), model, teacher, opt, sums) if args.cuda_graph else None  # τ captured
+
+    def step(images, tau, labels=None):
         static.copy_(images)
         if labels is not None:
             static_labels.copy_(labels)
-        body(tau)
-
-    if not args.cuda_graph:
-        return eager, sums
-    graph = capture(lambda: body(args.tau), model, teacher, opt, sums)  # τ is part of the graph: constant schedule
-
-    def replay(images, tau, labels=None):
-        static.copy_(images)
-        if labels is not None:
-            static_labels.copy_(labels)
-        graph.replay()
-    return replay, sums
-
+        graph.replay() if graph else body(tau)
+    return step, sums
 
 def capture(body, model, teacher, opt, sums):
-    """Record body() as a CUDA graph. A few warm-up steps run first, on a side stream, so that Adam's state,
-    cuDNN's autotuning and the allocator settle (the CUDA graphs notes in the PyTorch docs); then every
-    parameter, buffer and optimiser state is put back, so the run goes on from where it was."""
+    """Record body() as a CUDA graph, after warm-up steps on a side stream (PyTorch's CUDA graphs notes) whose
+    effects on parameters, buffers and Adam's state are then undone: the run goes on from where it was."""
     tensors = [*model.parameters(), *model.buffers(), *teacher.parameters(), *teacher.buffers()]
     saved = [t.detach().clone() for t in tensors]
-    saved_opt = {(p, k): v.clone() for p, state in opt.state.items() for k, v in state.items() if torch.is_tensor(v)}
+    adam = lambda: {(p, k): v for p, state in opt.state.items() for k, v in state.items() if torch.is_tensor(v)}
+    saved_adam = {key: v.clone() for key, v in adam().items()}
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -733,10 +654,8 @@ def capture(body, model, teacher, opt, sums):
     with torch.no_grad():
         for t, s in zip(tensors, saved):
             t.copy_(s)
-        for p, state in opt.state.items():
-            for k, v in state.items():
-                if torch.is_tensor(v):
-                    v.copy_(saved_opt[p, k]) if (p, k) in saved_opt else v.zero_()  # a fresh Adam's state is zero
+        for key, v in adam().items():
+            v.copy_(saved_adam[key]) if key in saved_adam else v.zero_()  # a fresh Adam's state is zero
         sums.zero_()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -746,7 +665,6 @@ def capture(body, model, teacher, opt, sums):
 
 # -----------------------------------------------------------------------------
 # Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
-
 
 @torch.no_grad()
 def features(encoder, images, args, crop=False):
@@ -767,7 +685,6 @@ def features(encoder, images, args, crop=False):
     encoder.train(was_training)
     return torch.cat(out)
 
-
 @torch.no_grad()
 def knn_accuracy(encoder, data, args, k=KNN_K, temperature=KNN_T):
     """A cheap monitor, not the paper's: weighted kNN on normalised features of training images vs test images."""
@@ -779,7 +696,6 @@ def knn_accuracy(encoder, data, args, k=KNN_K, temperature=KNN_T):
     votes.scatter_add_(1, ytr[idx], (sim / temperature).exp())
     return (votes.argmax(1) == yte[:KNN_QUERIES]).float().mean().item() * 100
 
-
 def probe_epoch(clf, opt, encoder, images, labels, feats, args):
     """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
     training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
@@ -790,12 +706,11 @@ def probe_epoch(clf, opt, encoder, images, labels, feats, args):
         loss.backward()
         opt.step()
 
-
 def linear_eval(encoder, data, args):
     """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    if args.probe_mock_forward:  # the authors' probe reads the feature width this way: every BatchNorm's running
-        with torch.no_grad():  # statistics move once (momentum 0.1) towards those of zero images
+    if args.probe_mock_forward:  # as the authors' probe: 4 zero images in train mode move each BatchNorm's statistics
+        with torch.no_grad():
             encoder.train()(torch.zeros(4, 3, args.image_size, args.image_size, device=xtr.device))
     fte = features(encoder, xte, args)  # test images are never augmented
     ftr = features(encoder, xtr, args) if args.probe == "features" else None
@@ -812,56 +727,46 @@ def linear_eval(encoder, data, args):
 # -----------------------------------------------------------------------------
 # Results files, checkpoints and weights (what a run writes, and how it resumes)
 
-
 def check_writable(path):
     """Fail now, not after hours of training, if the results file cannot be written."""
     if os.path.isdir(path):
         fail(f"--out {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'run.json')}")
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(f"{path}.tmp{os.getpid()}", "w"):
-            pass
+        open(f"{path}.tmp{os.getpid()}", "w").close()
         os.remove(f"{path}.tmp{os.getpid()}")
     except OSError as e:
         fail(f"cannot write --out {path!r}: {e.strerror or e}")
-
 
 def config_of(args):
     """The flags that determine a run's result (what a resumed run must share)."""
     ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile", "snapshot_epochs"}
     return {k: v for k, v in vars(args).items() if k not in ignore}
 
-
 def stored_config(config):
     """The configuration in a results file or checkpoint; a flag added since it was written counts at its default."""
     return {**vars(parser().parse_args([])), **config}
 
-
 def versions():
-    """Python, torch, torchvision, and the commit of this file's repository (modified: uncommitted changes)."""
-    git = ["git", "-C", os.path.dirname(os.path.abspath(__file__))]
+    """Python, torch, torchvision, and the git commit of this file (modified: it has uncommitted changes)."""
+    git = lambda *a: subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), *a],
+                                    capture_output=True, text=True).stdout.strip()
     try:
-        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
-        changes = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        commit, modified = git("rev-parse", "HEAD") or None, bool(git("status", "--porcelain", "--untracked-files=no"))
     except OSError:  # no git
-        commit, changes = None, None
+        commit = None
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-                commit=commit, modified=bool(changes.stdout.strip()) if commit else None)
-
+                commit=commit, modified=modified if commit else None)
 
 def describe_device(device):
-    cuda = device.startswith("cuda")
-    return torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
-
+    return torch.cuda.get_device_name(device) if "cuda" in device else f"cpu ({torch.get_num_threads()} threads)"
 
 def write_text(text, path):
     with open(path, "w") as f:
         f.write(text)
 
-
 def write_json(obj, path):
     write_text(json.dumps(obj, indent=1), path)
-
 
 def save_atomically(obj, path, save=torch.save):
     """Write to a temporary file, then rename: a crash never leaves a half-written file."""
@@ -874,20 +779,16 @@ def save_atomically(obj, path, save=torch.save):
             os.remove(tmp)
         fail(f"cannot write {path}: {e.strerror or e}")
 
-
 def save_checkpoint(state, path):  # its own name: the resume test interrupts a run here
     save_atomically(state, path)
 
-
 def rng_state(device):
     return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.startswith("cuda") else None)
-
 
 def set_rng_state(state, device):
     torch.set_rng_state(state["cpu"])
     if state["cuda"] is not None and device.startswith("cuda"):
         torch.cuda.set_rng_state(state["cuda"], device)
-
 
 def load_checkpoint(path, model, teacher, opt, args):
     """Restore a run from OUT.ckpt; returns (epoch, history, seconds)."""
@@ -906,24 +807,20 @@ def load_checkpoint(path, model, teacher, opt, args):
     print(f"resumed from {path} at epoch {ckpt['epoch']}")
     return ckpt["epoch"], ckpt["history"], ckpt["seconds"]
 
-
 def table_values(history):
     """Tables 1 and 3 report L_align and L_uniform as the mean over the last 10 epochs of training (Table 1 caption)."""
     last = history[-10:]
     return {k: sum(r[k] for r in last) / len(last) for k in METRICS[1:]}
-
 
 def save_weights(model, teacher, args):
     """OUT.pt: the trained networks and the configuration (README: loading the encoder)."""
     weights = {name: module.state_dict() for name, module in model.items()}
     save_atomically(dict(**weights, teacher=teacher.state_dict(), config=vars(args)), args.out + ".pt")
 
-
 @torch.no_grad()
 def save_snapshot(model, images, args, epoch):
-    """OUT.epochE.pt (Figure 3): the online encoder and projector, and f_θ (eval mode) of two augmented views of
-    the first SNAPSHOT_IMAGES training images. The views come from their own seed, the same at every epoch, and
-    leave the run's random stream untouched."""
+    """OUT.epochE.pt (Figure 3): the online encoder and projector, and f_θ (eval mode) of two views of the first
+    training images, drawn from the run's seed aside from its random stream: the same views at every epoch."""
     cuda = args.device.startswith("cuda")
     with torch.random.fork_rng(devices=[torch.device(args.device).index or 0] if cuda else []):
         torch.manual_seed(args.seed)
@@ -935,7 +832,6 @@ def save_snapshot(model, images, args, epoch):
     model.train()
     save_atomically(dict(epoch=epoch, encoder=model.encoder.state_dict(), projector=model.projector.state_dict(),
                          f_theta=f_theta.cpu(), config=vars(args)), f"{args.out}.epoch{epoch}.pt")
-
 
 def finished_run(args):
     """The results of a run that --resume finds finished already, if made with the same settings."""
@@ -950,7 +846,6 @@ def finished_run(args):
     print(f"{args.out}: finished already")
     return done
 
-
 def log_row(row, header=False):
     cols = ["epoch", "loss", "align", "uniform", "knn_acc", "images_per_s", "seconds", "eta_s"]
     if header:
@@ -962,7 +857,6 @@ def log_row(row, header=False):
 # -----------------------------------------------------------------------------
 # Main
 
-
 def set_up_device(args):
     """cuDNN picks its fastest kernels. TF32 for convolutions (bf16 under --amp anyway) but not for matmuls, so
     that the projector, predictor and losses stay true float32: collapsed runs reach L_align ~1e-10."""
@@ -970,7 +864,6 @@ def set_up_device(args):
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.matmul.allow_tf32 = False
-
 
 def run(args):
     """One run: train (Algorithm 1), probe, write the results file and OUT.pt."""
@@ -993,7 +886,6 @@ def run(args):
     print(f"linear accuracy {accs[-1]:.2f}% (mean of the last 10 probe epochs {result['linear_acc_last10']:.2f}%)  "
           f"L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}, {args.out}.pt")
     return result
-
 
 def main(argv=None):
     args = get_args(argv)

@@ -269,11 +269,13 @@ def online(model):
 def trajectory(flags, seed=0, steps=TRAJ_STEPS, fast=False):
     """20 Adam steps of train_step in float64; fast: float32 with bf16 autocast, as on a GPU, through make_step
     (the step a CUDA graph captures)."""
-    args, model, teacher = build([*flags, "--lr", "3e-4", "--tau", "0.9", "--batch-size", 16, *(["--amp"] if fast else [])], seed=seed)
+    flags = [*flags, "--lr", "3e-4", "--tau", "0.9", "--batch-size", 16, *(["--amp"] if fast else [])]
+    args, model, teacher = build(flags, seed=seed)
     dtype = torch.float32 if fast else torch.float64
     model, teacher = model.to(dtype), teacher.to(dtype)
     opt = raft.make_optimizer(model, args)
-    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed + 1))
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(seed + 1))
     init = flat(online(model))
     step, _ = raft.make_step(model, teacher, opt, args, images.shape[1:])
     torch.manual_seed(seed + 101)  # identical views in every run with this seed
@@ -435,7 +437,8 @@ def shapes_dataset(n_per_class=24, size=16, seed=0):
 
 def spread_after_training(loss, pred, seed, steps, batch_size, lr, tau, size, fast=False):
     args, model, teacher = build(["--loss", loss, "--predictor", pred, "--lr", lr, "--tau", tau,
-                                  "--batch-size", batch_size, "--image-size", size, *(["--amp"] if fast else [])], seed=seed)
+                                  "--batch-size", batch_size, "--image-size", size, *(["--amp"] if fast else [])],
+                                 seed=seed)
     opt = raft.make_optimizer(model, args)
     images, _ = shapes_dataset(size=size, seed=seed)
     step, _ = raft.make_step(model, teacher, opt, args, images.shape[1:])  # the step a CUDA graph captures
@@ -599,7 +602,7 @@ def test_augmentation_is_seeded():
 
 
 # -----------------------------------------------------------------------------
-# 8. The command line, end to end, on a tiny ImageFolder
+# 8. The command line, end to end, on a tiny ImageFolder (results files, checkpoints, snapshots, bad input)
 
 
 def write_image_folder(root, n_train=64, n_test=30, classes=3, splits=("train", "test")):
@@ -673,7 +676,8 @@ def test_resume_reaches_the_uninterrupted_result(folder, tmp_path, monkeypatch):
     assert resumed["linear_acc"] == full["linear_acc"]
     assert (resumed["align"], resumed["uniform"]) == (full["align"], full["uniform"])
     for epoch in (1, 3):
-        a, b = (torch.load(f"{tmp_path / name}.json.epoch{epoch}.pt", weights_only=True) for name in ("full", "resumed"))
+        a, b = (torch.load(f"{tmp_path / name}.json.epoch{epoch}.pt", weights_only=True)
+                for name in ("full", "resumed"))
         assert a["epoch"] == b["epoch"] == epoch and a["f_theta"].shape == (2, 64, raft.PROJECTION)
         assert torch.equal(a["f_theta"], b["f_theta"])
         assert all(torch.equal(a["encoder"][k], b["encoder"][k]) for k in a["encoder"])
@@ -756,15 +760,16 @@ def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tm
     first = raft.main(cli(folder, out, "--epochs", 1))
     monkeypatch.setattr(raft, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert raft.main(cli(folder, out, "--epochs", 1, "--resume")) == first
-    older = dict(first, config={k: v for k, v in first["config"].items() if k != "cuda_graph"})  # before the flag existed
+    older = dict(first, config={k: v for k, v in first["config"].items() if k != "cuda_graph"})  # before the flag
     out.write_text(json.dumps(older))
     assert raft.main(cli(folder, out, "--epochs", 1, "--resume")) == older  # the flag counts at its default
     with pytest.raises(SystemExit, match="other settings"):
         raft.main(cli(folder, out, "--epochs", 1, "--resume", "--beta", 2))
 
 
-BAD_INPUTS = ["cuda graph on a cpu", "train but no test", "test but no train", "download fails", "negative beta", "mirror without predictor",
-              "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch", "beta with byol", "unreadable image"]
+BAD_INPUTS = ["cuda graph on a cpu", "train but no test", "test but no train", "download fails", "negative beta",
+              "mirror without predictor", "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch",
+              "beta with byol", "unreadable image"]
 
 
 @pytest.fixture(scope="module")
@@ -790,7 +795,8 @@ def bad_runs(tmp_path_factory):
         "unknown loss": [*quick, "--loss", "simclr"],
         "test but no train": [*quick, "--data-dir", no_train],
         "out is a folder": [*quick, "--data-dir", good, "--out", str(tmp)],
-        "corrupt checkpoint": [*quick, "--data-dir", good, "--epochs", "1", "--resume", "--out", str(tmp / "corrupt.json")],
+        "corrupt checkpoint": [*quick, "--data-dir", good, "--epochs", "1", "--resume",
+                               "--out", str(tmp / "corrupt.json")],
         "subset below batch": [*quick, "--data-dir", good, "--train-subset", "5"],
         "beta with byol": [*quick, "--loss", "byol", "--beta", "2"],
         "unreadable image": [*quick, "--data-dir", broken],
@@ -812,9 +818,11 @@ def bad_runs(tmp_path_factory):
 
 
 SAYS = {"cuda graph on a cpu": "--cuda-graph needs a CUDA device", "train but no test": "has no test/ folder",
-        "test but no train": "has no train/ folder", "download fails": "download failed", "negative beta": "--beta must be > 0",
-        "mirror without predictor": "--mirror-init needs a predictor", "unknown loss": "invalid choice", "out is a folder": "is a folder",
-        "corrupt checkpoint": "cannot read the checkpoint", "subset below batch": "--train-subset must be at least --batch-size",
+        "test but no train": "has no train/ folder", "download fails": "download failed",
+        "negative beta": "--beta must be > 0", "mirror without predictor": "--mirror-init needs a predictor",
+        "unknown loss": "invalid choice", "out is a folder": "is a folder",
+        "corrupt checkpoint": "cannot read the checkpoint",
+        "subset below batch": "--train-subset must be at least --batch-size",
         "beta with byol": "use them with --loss byol-prime or raft", "unreadable image": "cannot read the image"}
 
 
@@ -845,7 +853,7 @@ def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 # -----------------------------------------------------------------------------
-# 10. Every --loss x --predictor x --tangent runs a training step
+# 9. Every --loss x --predictor x --tangent of Tables 1 and 3 runs a training step
 
 
 @pytest.mark.parametrize("tangent", [False, True])
@@ -866,7 +874,8 @@ def test_every_combination_trains(loss, pred, tangent):
 
 
 # -----------------------------------------------------------------------------
-# 11. The choices the paper leaves open follow the authors' code by default (README, "Choices the paper leaves open")
+# 10. The choices the paper leaves open (README, "Choices the paper leaves open"): App. C's probe, Sec. 3's
+#     BatchNorm predictor, Figure 3's supervised reference, the authors' augmentation, metrics and probe
 
 
 def batchnorm_batch_sizes(flags):
@@ -1026,7 +1035,8 @@ def kornia_reference(rgb, op, factor):
     if op < 2:
         return [clamp(c + factor - 1 if op == 0 else c * factor) for c in rgb]
     h, s, v = colorsys.rgb_to_hsv(*rgb)
-    return list(colorsys.hsv_to_rgb(h, clamp(s * factor), v) if op == 2 else colorsys.hsv_to_rgb((h + factor) % 1, s, v))
+    return list(colorsys.hsv_to_rgb(h, clamp(s * factor), v) if op == 2 else
+                colorsys.hsv_to_rgb((h + factor) % 1, s, v))
 
 
 @pytest.mark.parametrize("op,factor,expected", [(0, 1.3, [0.8, 0.5, 1.0]), (1, 1.5, [0.75, 0.75, 0.3]),
@@ -1071,7 +1081,8 @@ def test_color_jitter_flag_selects_the_authors_jitter(monkeypatch):
     """--color-jitter authors runs the authors' jitter in two_views; the default, torchvision's per image."""
     for flag, used in [("torchvision", "jitter_params"), ("authors", "authors_jitter_params")]:
         got = captured(monkeypatch, used)
-        raft.two_views(torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8), make_args("--color-jitter", flag, size=8))
+        images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+        raft.two_views(images, make_args("--color-jitter", flag, size=8))
         assert len(got) == 2, flag  # once per view
 
 
@@ -1122,8 +1133,8 @@ def test_probe_trains_on_augmented_views_by_default(folder, tmp_path, monkeypatc
 
 def test_weights_file_restores_the_encoder(folder, tmp_path, monkeypatch):
     kept, real = {}, raft.linear_eval
-    monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args: kept.update(encoder=encoder, data=data, args=args)
-                        or real(encoder, data, args))
+    monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args:
+                        kept.update(encoder=encoder, data=data, args=args) or real(encoder, data, args))
     out = tmp_path / "w.json"
     raft.main(cli(folder, out, "--epochs", 1))
     weights = torch.load(str(out) + ".pt", weights_only=True)
@@ -1137,7 +1148,7 @@ def test_weights_file_restores_the_encoder(folder, tmp_path, monkeypatch):
 
 
 # -----------------------------------------------------------------------------
-# 13. The step a CUDA graph captures (--cuda-graph), run eagerly: the capture itself needs a GPU
+# 11. The step a CUDA graph captures (--cuda-graph), run eagerly: the capture itself needs a GPU
 
 
 @pytest.mark.parametrize("loss,pred", [("raft", "mlp"), ("byol", "none")])

@@ -40,38 +40,39 @@ RUNS = {  # run name -> flags
     "supervised": "--loss supervised",  # Figure 3(a)'s reference, not a row of the paper's tables
 }
 
-# (label, q_w, α, β, run name, paper: linear accuracy %, L_align, L_uniform); β < 0 is RAFT, as Table 3 writes it
+# (label, q_w, α, β, run name, the paper's linear accuracy %, L_align, L_uniform as printed); β < 0 is RAFT, as
+# Table 3 writes it
 TABLE1 = [
-    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 78.09e-4, -0.51),
-    ("BYOL", "MLP", "", "", "byol-mlp", "64.32 ± 0.89", 25.03e-4, -2.22),
-    ("BYOL'", "MLP", 1, 1, "byolp-mlp", "69.21 ± 1.01", 22.09e-4, -2.07),
-    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 18.90e-4, -2.04),
-    ("BYOL-LP", "W", "", "", "byol-lp", "67.64 ± 0.90", 7.71e-4, -2.16),
-    ("BYOL'-LP", "W", 1, 1, "byolp-lp", "68.61 ± 0.73", 7.32e-4, -2.19),
-    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.23),
-    ("BYOL-NP", "I", "", "", "byol-np", "20.92 ± 1.29", 1.94e-10, -0.14),
-    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.10),
-    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 16.07e-4, -0.006),
-    ("TanBYOL-LP", "W", "", "", "tanbyol-lp", "67.63 ± 1.27", 7.83e-4, -1.92),
-    ("TanBYOL'-LP", "W", 1, 1, "tanbyolp-lp", "67.66 ± 0.76", 7.52e-4, -2.19),
-    ("TanRAFT-LP", "W", 1, -1, "tanraft-lp", "69.31 ± 0.87", 7.61e-4, -2.13),
+    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", "78.09e-4", "-0.51"),
+    ("BYOL", "MLP", "", "", "byol-mlp", "64.32 ± 0.89", "25.03e-4", "-2.22"),
+    ("BYOL'", "MLP", 1, 1, "byolp-mlp", "69.21 ± 1.01", "22.09e-4", "-2.07"),
+    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", "18.90e-4", "-2.04"),
+    ("BYOL-LP", "W", "", "", "byol-lp", "67.64 ± 0.90", "7.71e-4", "-2.16"),
+    ("BYOL'-LP", "W", 1, 1, "byolp-lp", "68.61 ± 0.73", "7.32e-4", "-2.19"),
+    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", "7.42e-4", "-2.23"),
+    ("BYOL-NP", "I", "", "", "byol-np", "20.92 ± 1.29", "1.94e-10", "-0.14"),
+    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", "1.35e-10", "-0.10"),
+    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", "16.07e-4", "-0.006"),
+    ("TanBYOL-LP", "W", "", "", "tanbyol-lp", "67.63 ± 1.27", "7.83e-4", "-1.92"),
+    ("TanBYOL'-LP", "W", 1, 1, "tanbyolp-lp", "67.66 ± 0.76", "7.52e-4", "-2.19"),
+    ("TanRAFT-LP", "W", 1, -1, "tanraft-lp", "69.31 ± 0.87", "7.61e-4", "-2.13"),
     ("BYOL-LPI (Fig. 4)", "W = I at init", "", "", "byol-lpi", None, None, None),
     ("BYOL (Sec. 3)", "MLP with BN", "", "", "byol-mlpbn", "68.08 ± 0.84", None, None),
 ]
 TABLE3 = [
-    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", 7.81e-3, -0.51),
-    ("RAFT", "MLP", 1, -0.1, "raft-mlp-b0.1", "65.53 ± 0.99", 8.37e-5, -2.00),
-    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", 1.89e-3, -2.04),
-    ("RAFT", "MLP", 1, -10, "raft-mlp-b10", "25.88 ± 0.42", 1.00e-2, -0.29),
-    ("RAFT-LP", "W", 1, -0.1, "raft-lp-b0.1", "52.57 ± 2.72", 8.22e-6, -1.61),
-    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", 7.42e-4, -2.25),
-    ("RAFT-LP", "W", 1, -10, "raft-lp-b10", "66.10 ± 0.82", 3.70e-4, -2.15),
-    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", 1.61e-3, -0.01),
-    ("RAFT-NP", "I", 1, -10, "raft-np-b10", "32.13 ± 0.52", 1.54e-2, -0.99),
-    ("RAFT-NP", "I", 1, -100, "raft-np-b100", "29.36 ± 0.53", 1.56e-2, -1.29),
-    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", 1.35e-10, -0.12),
-    ("BYOL'-NP", "I", 1, 10, "byolp-np-b10", "24.42 ± 1.14", 2.38e-10, -0.88),
-    ("BYOL'-NP", "I", 1, 100, "byolp-np-b100", "37.48 ± 2.06", 4.55e-8, -1.14),
+    ("Rand-Baseline", "W", "", "", "rand", "42.74 ± 0.41", "7.81e-3", "-0.51"),
+    ("RAFT", "MLP", 1, -0.1, "raft-mlp-b0.1", "65.53 ± 0.99", "8.37e-5", "-2.00"),
+    ("RAFT", "MLP", 1, -1, "raft-mlp", "71.31 ± 0.75", "1.89e-3", "-2.04"),
+    ("RAFT", "MLP", 1, -10, "raft-mlp-b10", "25.88 ± 0.42", "1.00e-2", "-0.29"),
+    ("RAFT-LP", "W", 1, -0.1, "raft-lp-b0.1", "52.57 ± 2.72", "8.22e-6", "-1.61"),
+    ("RAFT-LP", "W", 1, -1, "raft-lp", "67.55 ± 0.55", "7.42e-4", "-2.25"),
+    ("RAFT-LP", "W", 1, -10, "raft-lp-b10", "66.10 ± 0.82", "3.70e-4", "-2.15"),
+    ("RAFT-NP", "I", 1, -1, "raft-np", "11.72 ± 0.05", "1.61e-3", "-0.01"),
+    ("RAFT-NP", "I", 1, -10, "raft-np-b10", "32.13 ± 0.52", "1.54e-2", "-0.99"),
+    ("RAFT-NP", "I", 1, -100, "raft-np-b100", "29.36 ± 0.53", "1.56e-2", "-1.29"),
+    ("BYOL'-NP", "I", 1, 1, "byolp-np", "16.92 ± 1.05", "1.35e-10", "-0.12"),
+    ("BYOL'-NP", "I", 1, 10, "byolp-np-b10", "24.42 ± 1.14", "2.38e-10", "-0.88"),
+    ("BYOL'-NP", "I", 1, 100, "byolp-np-b100", "37.48 ± 2.06", "4.55e-8", "-1.14"),
 ]
 MIRROR = [("MLP", "byolp-mlp", "raft-mlp-mirror"), ("LP", "byolp-lp", "raft-lp-mirror")]
 
@@ -95,9 +96,11 @@ def mean_std(values, fmt="{:.2f}"):
 
 
 TABLE_NOTE = ("Linear acc.: test accuracy, mean of the last 10 probe epochs (as the authors' eval.py reports). "
-              "Each (paper) column stands beside ours in the form it most likely uses, the authors' logging "
-              "(first 64 samples, L_align as ||·||²/D, L_uniform of q∘f_θ over consecutive pairs); eq. 1 and eq. 2 "
-              "give ours as printed in the paper (L_uniform of f_θ over all pairs). All: mean of the last 10 epochs.")
+              "Each (paper) column, copied as printed, stands beside ours in the form it most likely uses, the "
+              "authors' logging (first 64 samples, L_align as ||·||²/D, L_uniform of q∘f_θ over consecutive pairs, "
+              "over all pairs for BYOL); eq. 1 and eq. 2 give ours as printed in the paper (L_uniform of f_θ over all "
+              "pairs). L_align and L_uniform: mean of the last 10 epochs of training, or of all epochs in a shorter "
+              "run. Ours: mean ± sample std over seeds.")
 
 
 def table_markdown(title, rows, runs):
@@ -107,7 +110,7 @@ def table_markdown(title, rows, runs):
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, q, a, b, name, acc, align, uniform in rows:
         res = runs.get(name, [])
-        paper = [acc or "-", "-" if align is None else f"{align:.2e}", "-" if uniform is None else f"{uniform:g}"]
+        paper = [acc or "-", align or "-", uniform or "-"]
         if res:
             epochs = ", ".join(sorted({str(r["config"]["epochs"]) for r in res}))
             ours = [mean_std([r[k] for r in res], fmt) for k, fmt in

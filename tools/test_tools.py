@@ -61,7 +61,8 @@ def test_write_tables(tmp_path):
     assert cells[4:7] == ["2", "300", "71.00 ± 1.41"]  # seeds, epochs, mean ± sample std of the last-10 mean
     assert cells[7] == "71.31 ± 0.75"  # the paper's number beside it
     # the paper's metric columns beside ours in the authors' logging form; eq. 1 / eq. 2 forms after them
-    assert [c.split(" ± ")[0] for c in cells[8:14]] == ["1.56e-05", "1.89e-03", "2.00e-03", "-1.00", "-2.04", "-2.00"]
+    assert [c.split(" ± ")[0] for c in cells[8:14]] == ["1.56e-05", "18.90e-4", "2.00e-03", "-1.00", "-2.04", "-2.00"]
+    assert "| -0.10 |" in row_of(table1, "BYOL'-NP")[0]  # the paper's numbers as printed
     assert "| 1 | 300 | 69.00 |" in row_of(table1, "BYOL'")[0]  # one seed: the value alone
     assert row_of(table1, "BYOL-NP")[0].count("missing") == 5
     table3 = (tmp_path / "table3.md").read_text()
@@ -152,7 +153,8 @@ def test_benchmark_prints_and_saves_its_measurements(tmp_path, capsys):
     saved = json.loads(out.read_text())
     rows = saved["benchmark"]
     for key in ["augment_batched_images_per_s", "augment_per_image_images_per_s", "eager_step_images_per_s",
-                "gflop_per_image", "eager_mfu_percent", "probe_features_s", "probe_augmented_s", "full_run_estimate_min"]:
+                "gflop_per_image", "eager_mfu_percent", "probe_features_s", "probe_augmented_s",
+                "full_run_estimate_min"]:
         assert rows[key] > 0, key
     assert "eager_step_images_per_s" in capsys.readouterr().out
     assert saved["command"].startswith("python tools/bench.py --encoder small")

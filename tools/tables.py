@@ -165,13 +165,11 @@ CIRCLE_BINS, CIRCLE_PAIRS = 72, 6  # Figure 3: angular histogram bins, view pair
 
 
 def circle_points(reps):
-    """Figure 3's projection (App. F.1): representations (M, D) -> points (M, 2) on the unit circle. The rows are
-    l2-normalised, as the losses see them, projected on the two leading principal axes of their second moment, and
-    normalised onto the circle. The PCA is not centred: a representation collapsed to one point stays at one angle,
-    where centring would spread what is left of its variation around the circle."""
-    z = F.normalize(reps.double(), dim=1)
-    axes = torch.linalg.svd(z, full_matrices=False).Vh[:2]  # (2, D)
-    return F.normalize(z @ axes.T, dim=1)
+    """Figure 3's projection (App. F.1: "project the representation f_θ(x) to 2-D using PCA and then normalize to a
+    unit sphere"): f_θ(x) (M, D), centred, on its two leading principal axes, then onto the unit circle: (M, 2)."""
+    x = reps.double() - reps.double().mean(0)
+    axes = torch.linalg.svd(x, full_matrices=False).Vh[:2]  # (2, D)
+    return F.normalize(x @ axes.T, dim=1)
 
 
 def angular_density(points, bins=CIRCLE_BINS):
@@ -197,6 +195,7 @@ def draw_circle(ax, f_theta):
     circle = torch.stack([theta.cos(), theta.sin()], 1)
     ring = torch.cat([circle * outer[:, None], circle.flip(0)])
     ax.fill(ring[:, 0], ring[:, 1], color="tab:gray", alpha=0.6, lw=0)
+    ax.plot(circle[:, 0].tolist() + [circle[0, 0]], circle[:, 1].tolist() + [circle[0, 1]], color="k", lw=0.5)
     for pair in view_pairs(points):
         ax.plot(pair[:, 0], pair[:, 1], "-o", color="tab:blue", ms=3, lw=0.8)
     ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal", xticks=[], yticks=[])
@@ -212,9 +211,15 @@ def snapshots(results_dir, run, seed=0):
 
 
 def plot_figure3(plt, results_dir):
-    """Figure 3 (App. F.1) from the snapshots of seed 0, when any exist."""
-    rows = [(title, snapshots(results_dir, run)) for title, run in FIGURE3]
-    rows = [(title, snaps) for title, snaps in rows if snaps]
+    """Figure 3 (App. F.1) from the snapshots of seed 0, when any exist; their f_θ go to figure3.pt (float16,
+    small enough to keep with the results), from which the figure is drawn again where the snapshots are gone."""
+    data = os.path.join(results_dir, "figure3.pt")
+    found = {run: {e: f.half() for e, f in snapshots(results_dir, run).items()} for _, run in FIGURE3}
+    if any(found.values()):
+        raft.save_atomically(found, data)
+    elif os.path.exists(data):
+        found = torch.load(data, weights_only=True)
+    rows = [(title, found.get(run)) for title, run in FIGURE3 if found.get(run)]
     if not rows:
         return
     cols = max(len(snaps) for _, snaps in rows)
@@ -229,8 +234,8 @@ def plot_figure3(plt, results_dir):
             draw_circle(ax, f_theta)
             ax.set_title(f"epoch {epoch}", fontsize=9)
         axes[r, 0].set_ylabel(title, fontsize=9)
-    fig.suptitle("Figure 3: f_θ of training images on the circle (uncentred PCA to 2-D, normalised; width: density; "
-                 "lines join two views of one image)", fontsize=10)
+    fig.suptitle("Figure 3: f_θ(x) of training images, PCA to 2-D, normalised onto the circle\n"
+                 "(width: density; a line joins the two views of one image)", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(results_dir, "figure3.png"), dpi=110)
     plt.close(fig)

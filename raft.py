@@ -420,8 +420,8 @@ def build_encoder(encoder, stem):
     return resnet18(stem) if encoder == "resnet18" else small_cnn()
 
 def build_model(args):
-    head = nn.Linear(PROJECTION, CLASSES) if args.loss == "supervised" else predictor(args.predictor)
-    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector(), predictor=head))
+    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))  # drawn first
+    model["predictor"] = nn.Linear(PROJECTION, CLASSES) if args.loss == "supervised" else predictor(args.predictor)
     if args.mirror_init:
         mirror_predictor(model.predictor)  # draws nothing: a mirrored pair goes on to draw the same teacher
     return model

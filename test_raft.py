@@ -896,6 +896,18 @@ def test_batchnorm_sees_each_view_as_its_own_batch():
     assert len(per_view) == 2 * len(joint)  # every BatchNorm layer, online, predictor and teacher, runs once per view
 
 
+@pytest.mark.parametrize("flags", [["--predictor", "mlp"], ["--loss", "supervised"]])
+def test_a_seed_draws_encoder_projector_predictor_teacher_in_that_order(flags):
+    """Results files stay reproducible across versions of raft.py only if a seed draws the networks in one order."""
+    args, model, teacher = build(flags, seed=5)
+    torch.manual_seed(5)
+    encoder, proj = raft.build_encoder("small", "imagenet"), raft.projector()
+    head = raft.predictor("mlp") if args.loss != "supervised" else nn.Linear(raft.PROJECTION, raft.CLASSES)
+    own = nn.ModuleDict(dict(encoder=raft.build_encoder("small", "imagenet"), projector=raft.projector()))
+    assert torch.equal(flat(model.parameters()), flat([*encoder.parameters(), *proj.parameters(), *head.parameters()]))
+    assert torch.equal(flat(teacher.parameters()), flat(own.parameters()))
+
+
 def test_teacher_has_its_own_initialisation_unless_copied():
     for flags, differ in [([], True), (["--teacher-init", "copy"], False)]:
         _, model, teacher = build(flags)

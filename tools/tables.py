@@ -2,7 +2,7 @@
 their results files.
 
     python tools/tables.py --list-runs       # one line per run: NAME<TAB>raft.py flags (run_all.sh runs them)
-    python tools/tables.py results/cpu       # DIR/table1.md, table3.md, mirror.md, figure4.png, figure5.png
+    python tools/tables.py DIR               # DIR/table1.md, table3.md, mirror.md, figure3.png, figure4.png, ...
 
 Results files are named DIR/<run>-s<seed>.json. The paper's values stand beside ours, copied as printed.
 """

@@ -35,6 +35,7 @@ esac
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: error: JOBS must be a whole number >= 1" >&2; exit 2; }
 DATA_DIR=$(realpath -m "${DATA_DIR:-data}") || exit 2  # paths as the user meant them, before the cd below
 OUT_DIR=$(realpath -m "$OUT_DIR")
+SHOWN=$OUT_DIR  # where the user finds the outputs, whatever the runs' own paths
 ARGS=${ARGS:-}
 PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-}
@@ -99,7 +100,7 @@ for ((w = 0; w < workers; w++)); do worker "$w" & done
 wait
 
 if $PYTHON "$TABLES" "$OUT_DIR" > /dev/null; then
-  echo "tables: $OUT_DIR/table1.md $OUT_DIR/table3.md $OUT_DIR/mirror.md"
+  echo "tables: $SHOWN/table1.md $SHOWN/table3.md $SHOWN/mirror.md"
 else
   echo "writing the tables failed" >> "$failed"
 fi

@@ -575,7 +575,7 @@ def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
     (images, labels), opt, epochs = data["train"], None, args.epochs
     if args.epochs == 0:  # Rand-Baseline: one epoch that only measures, on copies of the networks, so that the
-        # probe sees the encoder as initialised, BatchNorm statistics included (authors' code, --eval-mode rand)
+        # probe sees the encoder as initialised, BatchNorm statistics included (as the authors' code)
         model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
     else:
         opt = make_optimizer(model, args)

@@ -3,7 +3,7 @@
 #
 #   bash run_all.sh                      # the paper's setup: every row, 3 seeds, 300 epochs, ResNet18 at 96 px
 #   PROFILE=quick bash run_all.sh        # a GPU check: 1 seed, 64 px, 10 epochs, 4 runs at a time
-#   PROFILE=cpu bash run_all.sh          # a laptop: the small encoder at 32 px on 2,560 images, 2 seeds (results/cpu)
+#   PROFILE=cpu bash run_all.sh          # a laptop: the small encoder at 32 px, batch 64, 2,560 images, 2 seeds (results/cpu)
 #   GPUS=0,1,2,3 JOBS=2 bash run_all.sh  # spread the runs over 4 GPUs, 2 at a time on each
 #   PRINT=1 bash run_all.sh              # print one self-contained command per run (for a cluster), run nothing
 #
@@ -24,12 +24,13 @@ set -uo pipefail
 PROFILE=${PROFILE:-paper}
 case "$PROFILE" in
   paper) EPOCHS=${EPOCHS:-300}; SEEDS=${SEEDS:-3}; JOBS=${JOBS:-1}; OUT_DIR=${OUT_DIR:-results/paper}; THREADS=${THREADS:-}
-         TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="" ;;
+         TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP=""; FIGURE4_KNN=0 ;;
   quick) EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-4}; OUT_DIR=${OUT_DIR:-results/quick}; THREADS=${THREADS:-}
-         TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="--image-size 64 --eval-epochs 20 --knn-every 2" ;;
+         TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="--image-size 64 --eval-epochs 20 --knn-every 2"; FIGURE4_KNN=0 ;;
   # the CPU profile: results/cpu/README.md says why each departure still tests the claims
   cpu)   EPOCHS=${EPOCHS:-7}; SEEDS=${SEEDS:-2}; JOBS=${JOBS:-2}; OUT_DIR=${OUT_DIR:-results/cpu}; THREADS=${THREADS:-1}
-         TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; SETUP="--encoder small --image-size 32 --probe features --knn-every 0 --device cpu" ;;
+         TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; FIGURE4_KNN=1  # the kNN monitor on Figure 4's runs only (its panel c)
+         SETUP="--encoder small --image-size 32 --batch-size 64 --probe features --knn-every 0 --device cpu" ;;
   *) echo "run_all.sh: error: PROFILE must be paper, quick or cpu, not '$PROFILE'" >&2; exit 2 ;;
 esac
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: error: JOBS must be a whole number >= 1" >&2; exit 2; }
@@ -50,7 +51,8 @@ if [ "$PRINT" != 1 ]; then  # runs here: paths relative to the repository, so re
 fi
 
 # every run as one line: NAME SEED FLAGS...
-runs=$($PYTHON "$TABLES" --list-runs --epochs "$EPOCHS" ${SNAPSHOTS:+--snapshot-epochs "$SNAPSHOTS"}) || exit 1
+runs=$($PYTHON "$TABLES" --list-runs --epochs "$EPOCHS" ${SNAPSHOTS:+--snapshot-epochs "$SNAPSHOTS"} \
+       --figure4-knn-every "$FIGURE4_KNN") || exit 1
 queue=()
 while IFS=$'\t' read -r name flags; do
   if [ -n "$RUNS" ] && [[ ",$RUNS," != *",$name,"* ]]; then continue; fi

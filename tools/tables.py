@@ -323,10 +323,12 @@ def figure3_epochs(epochs):
     return ",".join(str(e) for e in sorted({max(1, round(epochs * k / 300)) for k in (1, 50, 100, 200, 300)}))
 
 
-def run_list(snapshot_epochs=""):
-    """RUNS, with --snapshot-epochs added to Figure 3's runs."""
+def run_list(snapshot_epochs="", figure4_knn_every=0):
+    """RUNS, with --snapshot-epochs added to Figure 3's runs and --knn-every to Figure 4's (its panel (c))."""
     snap = {run for _, run in FIGURE3} if snapshot_epochs else set()
+    knn = {run for _, run in FIGURE4} if figure4_knn_every else set()
     return {name: flags + (f" --snapshot-epochs {snapshot_epochs}" if name in snap else "")
+            + (f" --knn-every {figure4_knn_every}" if name in knn else "")
             for name, flags in RUNS.items()}
 
 
@@ -338,10 +340,12 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=0, help="with --list-runs: Figure 3's runs save snapshots at the "
                    "epochs the paper shows, scaled to this many epochs")
     p.add_argument("--snapshot-epochs", metavar="E1,E2,..", help="with --list-runs: these snapshot epochs instead")
+    p.add_argument("--figure4-knn-every", type=int, default=0, metavar="N", help="with --list-runs: Figure 4's runs "
+                   "run the kNN monitor every N epochs (where the others do not)")
     args = p.parse_args(argv)
     if args.list_runs:
         snapshot_epochs = args.snapshot_epochs or (figure3_epochs(args.epochs) if args.epochs > 0 else "")
-        print("\n".join(f"{name}\t{flags}" for name, flags in run_list(snapshot_epochs).items()))
+        print("\n".join(f"{name}\t{flags}" for name, flags in run_list(snapshot_epochs, args.figure4_knn_every).items()))
     elif args.results_dir:
         write_tables(args.results_dir)
     else:

@@ -2,7 +2,7 @@
 their results files.
 
     python tools/tables.py --list-runs       # one line per run: NAME<TAB>raft.py flags (run_all.sh runs them)
-    python tools/tables.py DIR               # DIR/table1.md, table3.md, mirror.md, figure3.png, figure4.png, ...
+    python tools/tables.py DIR               # DIR/table1.md, table3.md, mirror.md, trajectories.md, figure3.png, ...
 
 Results files are named DIR/<run>-s<seed>.json. The paper's values stand beside ours, copied as printed.
 """
@@ -153,6 +153,46 @@ def mirror_markdown(runs):
                          f"| {a['align']:.3e} | {b['align']:.3e} | {a['uniform']:.3f} | {b['uniform']:.3f} "
                          f"| {first:.1e} | {last:.1e} | {seeds} |")
     return "\n".join(lines) + "\n"
+
+
+def per_seed(values, fmt="{:.4g}"):
+    return " / ".join(fmt.format(v) for v in values)
+
+
+TRAJECTORY_COLUMNS = {"loss": "loss", "align": "L_align, eq. 1", "uniform": "L_uniform, eq. 2", "knn_acc": "kNN acc. %",
+                      "images_per_s": "images/s"}
+
+
+def trajectories_markdown(runs):
+    """Every run epoch by epoch, each seed's value (seed 0 / seed 1 / ...): what the tables average, and what a
+    claim about the dynamics reads."""
+    lines = ["# Every run, epoch by epoch", "",
+             "Each cell: one value per seed, in seed order, separated by ' / '. Linear acc.: the probe's test "
+             "accuracy, mean of its last 10 epochs and at its last epoch. Per training epoch: the mean over the "
+             "epoch's batches of the loss, of L_align (eq. 1) and of L_uniform (eq. 2), as logged in the results "
+             "file's history, and the kNN monitor where the run had it (--knn-every).", ""]
+    for name, flags in RUNS.items():
+        res = sorted(runs.get(name, []), key=lambda r: r["config"]["seed"])
+        if not res:
+            continue
+        seconds = [r.get("seconds", {}) for r in res]
+        lines += [f"## {name} (`{flags}`)", "",
+                  f"seeds {per_seed([r['config']['seed'] for r in res], '{}')}; linear acc. %, last-10 mean "
+                  f"{per_seed([r['linear_acc_last10'] for r in res], '{:.2f}')}, last epoch "
+                  f"{per_seed([r['linear_acc'] for r in res], '{:.2f}')}; seconds training "
+                  f"{per_seed([s.get('train', 0) for s in seconds], '{:.0f}')}, evaluation "
+                  f"{per_seed([s.get('eval', 0) for s in seconds], '{:.0f}')}", ""]
+        epochs = sorted({row["epoch"] for r in res for row in r["history"]})
+        if not epochs:
+            continue
+        keys = [k for k in TRAJECTORY_COLUMNS if any(k in row for r in res for row in r["history"])]
+        lines += ["| epoch | " + " | ".join(TRAJECTORY_COLUMNS[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for e in epochs:
+            rows = [next((row for row in r["history"] if row["epoch"] == e), {}) for r in res]
+            cells = [" / ".join(f"{row[k]:.4g}" if k in row else "-" for row in rows) for k in keys]
+            lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 FIGURE3 = [("(a) supervised", "supervised"), ("(b) BYOL", "byol-mlp"), ("(c) BYOL without predictor", "byol-np"),
@@ -312,9 +352,10 @@ def write_tables(results_dir):
     runs = load_results(results_dir)
     for filename, text in [("table1.md", table_markdown("Table 1", TABLE1, runs)),
                            ("table3.md", table_markdown("Table 3 (α = 1; β < 0 is RAFT)", TABLE3, runs)),
-                           ("mirror.md", mirror_markdown(runs))]:
+                           ("mirror.md", mirror_markdown(runs)), ("trajectories.md", trajectories_markdown(runs))]:
         raft.save_atomically(text, os.path.join(results_dir, filename), save=raft.write_text)
-        print(text)
+        if filename != "trajectories.md":
+            print(text)
     plot_figures(runs, results_dir)
 
 

@@ -75,6 +75,10 @@ def test_write_tables(tmp_path):
     assert len(mlp) == 1 and "| 0 | 69.00 | 68.00 |" in mlp[0]
     assert len(lp) == 1 and "missing" in lp[0]
 
+    trajectories = (tmp_path / "trajectories.md").read_text()  # each seed's values, epoch by epoch
+    assert "last-10 mean 70.00 / 72.00, last epoch 65.00 / 67.00" in trajectories
+    assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 |" in trajectories
+
 
 def test_every_table_row_has_a_run_and_every_run_parses():
     rows = {row[4] for row in tables.TABLE1 + tables.TABLE3} | {r for _, *pair in tables.MIRROR for r in pair}

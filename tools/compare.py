@@ -1,12 +1,16 @@
 """Runs of the same names under two or more settings, side by side: the probe and the collapse signatures.
 
     python tools/compare.py results/augmentation/torchvision results/augmentation/authors
+    python tools/compare.py --identical A.json B.json     # do two results files hold the same numbers?
 
 Each DIR holds results files <run>-s<seed>.json (as run_all.sh writes them). For every run name found in all of
 them, one row per DIR: seeds, the probe's accuracy (mean of the last 10 probe epochs), and L_align (eq. 1) and
 L_uniform (eq. 2) at the last epoch of training; mean ± sample std over seeds, the seeds' values in brackets.
+With --identical: every number of two results files (configuration, history, probe, metrics) compared exactly,
+leaving out what a re-run cannot repeat: the clock (seconds, images/s, eta) and the versions (the commit).
 """
 
+import json
 import os
 import sys
 
@@ -34,7 +38,33 @@ def compare(dirs):
     return "\n".join(lines)
 
 
+CLOCK = {"seconds", "images_per_s", "eta_s", "versions"}
+
+
+def flat(obj, prefix=""):
+    """{path: value} of a results file's JSON, without the clock and the versions."""
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() if key not in CLOCK for k, v in flat(val, f"{prefix}{key}.").items()}
+    if isinstance(obj, list):
+        return {k: v for i, val in enumerate(obj) for k, v in flat(val, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): obj}
+
+
+def identical(path_a, path_b):
+    """Prints the paths whose values differ; True when none does."""
+    a, b = (flat(json.load(open(p))) for p in (path_a, path_b))
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "absent") != b.get(k, "absent"))
+    for k in differ:
+        print(f"{k}: {a.get(k, 'absent')} != {b.get(k, 'absent')}")
+    print(f"{len(a)} numbers and settings compared, {len(differ)} differ")
+    return not differ
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--identical"]:
+        if len(sys.argv) != 4 or not all(os.path.isfile(p) for p in sys.argv[2:]):
+            tables.raft.fail("--identical takes two results files")
+        sys.exit(0 if identical(*sys.argv[2:]) else 1)
     if len(sys.argv) < 3 or not all(os.path.isdir(d) for d in sys.argv[1:]):
         tables.raft.fail("give two or more results folders")
     print(compare(sys.argv[1:]))

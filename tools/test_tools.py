@@ -18,6 +18,7 @@ sys.path.insert(0, REPO)
 import raft  # noqa: E402
 import bench  # noqa: E402
 import tables  # noqa: E402
+import compare  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,20 @@ def test_write_tables(tmp_path):
     trajectories = (tmp_path / "trajectories.md").read_text()  # each seed's values, epoch by epoch
     assert "last-10 mean 70.00 / 72.00, last epoch 65.00 / 67.00" in trajectories
     assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 |" in trajectories
+
+
+def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
+    a = fake_result(0, 70.0)
+    a["seconds"], a["versions"] = {"train": 1.0}, {"commit": "abc"}
+    b = json.loads(json.dumps(a))
+    b["seconds"], b["versions"] = {"train": 2.0}, {"commit": "def"}  # another clock, another commit: the same run
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert compare.identical(tmp_path / "a.json", tmp_path / "b.json")
+    b["history"][2]["align"] += 1e-12
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert not compare.identical(tmp_path / "a.json", tmp_path / "b.json")
+    assert "history.2.align:" in capsys.readouterr().out
 
 
 def test_every_table_row_has_a_run_and_every_run_parses():

@@ -227,7 +227,8 @@ def view_pairs(points, pairs=CIRCLE_PAIRS, seed=0):
 
 
 def draw_circle(ax, f_theta):
-    """One panel of Figure 3 from f_θ (2, M, D) of M images' two views: the circle's width is the density."""
+    """One panel of Figure 3 from f_θ (2, M, D) of M images' two views: the circle's width is the density.
+    Returns the peak density (1: evenly spread; a collapse puts most points in one bin or two)."""
     points = circle_points(f_theta.flatten(0, 1))
     density = angular_density(points)
     theta = torch.linspace(-math.pi, math.pi, CIRCLE_BINS + 1)[:-1] + math.pi / CIRCLE_BINS  # bin centres
@@ -239,6 +240,7 @@ def draw_circle(ax, f_theta):
     for pair in view_pairs(points):
         ax.plot(pair[:, 0], pair[:, 1], "-o", color="tab:blue", ms=3, lw=0.8)
     ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal", xticks=[], yticks=[])
+    return density.max().item()
 
 
 def snapshots(results_dir, run, seed=0):
@@ -271,11 +273,12 @@ def plot_figure3(plt, results_dir):
                 ax.axis("off")
                 continue
             epoch, f_theta = list(snaps.items())[c]
-            draw_circle(ax, f_theta)
-            ax.set_title(f"epoch {epoch}", fontsize=9)
+            peak = draw_circle(ax, f_theta)
+            ax.set_title(f"epoch {epoch}: peak density {peak:.1f}", fontsize=9)
         axes[r, 0].set_ylabel(title, fontsize=9)
-    fig.suptitle("Figure 3: f_θ(x) of training images, PCA to 2-D, normalised onto the circle\n"
-                 "(width: density; a line joins the two views of one image)", fontsize=10)
+    fig.suptitle("Figure 3: f_θ(x) of training images, PCA to 2-D, normalised onto the circle\n(width: density; "
+                 "peak density: the densest of 72 angle bins against an even spread; a line joins two views)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(results_dir, "figure3.png"), dpi=110)
     plt.close(fig)

@@ -17,7 +17,8 @@
 # Every run is started with --resume: raft.py skips it if OUT_DIR/<run>-s<seed>.json is
 # finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
 # a finished file made with other settings. A failed run does not stop the others; it is
-# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md (tools/tables.py).
+# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md,
+# trajectories.md and the figures (tools/tables.py).
 set -uo pipefail
 
 [ "${QUICK:-0}" = 1 ] && PROFILE=${PROFILE:-quick}

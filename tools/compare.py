@@ -7,7 +7,8 @@ Each DIR holds results files <run>-s<seed>.json (as run_all.sh writes them). For
 them, one row per DIR: seeds, the probe's accuracy (mean of the last 10 probe epochs), and L_align (eq. 1) and
 L_uniform (eq. 2) at the last epoch of training; mean ± sample std over seeds, the seeds' values in brackets.
 With --identical: every number of two results files (configuration, history, probe, metrics) compared exactly,
-leaving out what a re-run cannot repeat: the clock (seconds, images/s, eta) and the versions (the commit).
+leaving out what a re-run need not repeat: the clock (seconds, images/s, eta), the versions (the commit) and
+where it ran (the data and output paths).
 """
 
 import json
@@ -38,11 +39,11 @@ def compare(dirs):
     return "\n".join(lines)
 
 
-CLOCK = {"seconds", "images_per_s", "eta_s", "versions"}
+CLOCK = {"seconds", "images_per_s", "eta_s", "versions", "data_dir", "out"}
 
 
 def flat(obj, prefix=""):
-    """{path: value} of a results file's JSON, without the clock and the versions."""
+    """{path: value} of a results file's JSON, without the clock, the versions and the paths."""
     if isinstance(obj, dict):
         return {k: v for key, val in obj.items() if key not in CLOCK for k, v in flat(val, f"{prefix}{key}.").items()}
     if isinstance(obj, list):

@@ -86,6 +86,7 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     a["seconds"], a["versions"] = {"train": 1.0}, {"commit": "abc"}
     b = json.loads(json.dumps(a))
     b["seconds"], b["versions"] = {"train": 2.0}, {"commit": "def"}  # another clock, another commit: the same run
+    a["config"]["out"], b["config"]["out"] = "results/a.json", "/elsewhere/a.json"  # and another place
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     assert compare.identical(tmp_path / "a.json", tmp_path / "b.json")

@@ -103,6 +103,13 @@ def test_every_table_row_has_a_run_and_every_run_parses():
         raft.get_args([*flags.split(), "--device", "cpu"])  # raft.py accepts every run's flags
 
 
+def test_figure3_runs_get_snapshots_and_figure4_runs_the_knn_monitor():
+    runs = tables.run_list("1,2", figure4_knn_every=1)
+    assert {n for n, f in runs.items() if "--snapshot-epochs 1,2" in f} == {run for _, run in tables.FIGURE3}
+    assert {n for n, f in runs.items() if "--knn-every 1" in f} == {run for _, run in tables.FIGURE4}
+    assert tables.run_list() == tables.RUNS  # neither unless asked
+
+
 @pytest.mark.parametrize("argv,says", [([], "give a results folder"), (["/no/such/folder"], "no such folder")])
 def test_tables_bad_input_is_one_line_error(argv, says):
     with pytest.raises(SystemExit) as exit:

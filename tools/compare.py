@@ -39,21 +39,29 @@ def compare(dirs):
     return "\n".join(lines)
 
 
-CLOCK = {"seconds", "images_per_s", "eta_s", "versions", "data_dir", "out"}
+NOT_COMPARED = {"seconds", "images_per_s", "eta_s", "versions", "data_dir", "out"}  # clock, commit, paths
 
 
 def flat(obj, prefix=""):
     """{path: value} of a results file's JSON, without the clock, the versions and the paths."""
     if isinstance(obj, dict):
-        return {k: v for key, val in obj.items() if key not in CLOCK for k, v in flat(val, f"{prefix}{key}.").items()}
+        return {k: v for key, val in obj.items() if key not in NOT_COMPARED for k, v in flat(val, f"{prefix}{key}.").items()}
     if isinstance(obj, list):
         return {k: v for i, val in enumerate(obj) for k, v in flat(val, f"{prefix}{i}.").items()}
     return {prefix.rstrip("."): obj}
 
 
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        tables.raft.fail(f"{path}: not a results file (no JSON)")
+
+
 def identical(path_a, path_b):
     """Prints the paths whose values differ; True when none does."""
-    a, b = (flat(json.load(open(p))) for p in (path_a, path_b))
+    a, b = (flat(load(p)) for p in (path_a, path_b))
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "absent") != b.get(k, "absent"))
     for k in differ:
         print(f"{k}: {a.get(k, 'absent')} != {b.get(k, 'absent')}")

@@ -389,7 +389,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.list_runs:
         snapshot_epochs = args.snapshot_epochs or (figure3_epochs(args.epochs) if args.epochs > 0 else "")
-        print("\n".join(f"{name}\t{flags}" for name, flags in run_list(snapshot_epochs, args.figure4_knn_every).items()))
+        runs = run_list(snapshot_epochs, args.figure4_knn_every)
+        print("\n".join(f"{name}\t{flags}" for name, flags in runs.items()))
     elif args.results_dir:
         write_tables(args.results_dir)
     else:

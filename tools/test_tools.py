@@ -94,6 +94,10 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps(b))
     assert not compare.identical(tmp_path / "a.json", tmp_path / "b.json")
     assert "history.2.align:" in capsys.readouterr().out
+    (tmp_path / "c.json").write_text("not json")
+    with pytest.raises(SystemExit) as exit:  # a user's mistake: one line, no traceback
+        compare.identical(tmp_path / "c.json", tmp_path / "a.json")
+    assert "not a results file" in str(exit.value.code)  # raft.fail: the message is the exit status
 
 
 def test_every_table_row_has_a_run_and_every_run_parses():

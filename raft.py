@@ -43,6 +43,7 @@ BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range; kernel 10% 
 KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # kNN monitor: neighbours, temperature, images
 SNAPSHOT_IMAGES = 512  # Figure 3: f_θ of the first 512 training images, two augmented views each
 CLASSES = 10  # CIFAR-10; the linear head of --loss supervised
+COLLAPSE_SPREAD = 0.1  # below this spread of f_θ's normalised outputs (1 spread, 0 one point) a run is called collapsed
 
 def fail(message):
     """A user mistake or a failed run: one line on stderr, exit status 1, no traceback."""
@@ -537,7 +538,14 @@ def forward_views(model, teacher, v1, v2, args, fwd=forward):
     return *p.chunk(2), *z.chunk(2), *z_teacher.chunk(2)  # each (2N, 128) -> view 1 (N, 128), view 2 (N, 128)
 
 
-METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors"]
+METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors", "cross_model", "byol_loss", "spread"]
+
+def spread(z):
+    """√D × the standard deviation of the normalised rows of z (N, D) across the batch, averaged over the D dimensions:
+    about 1 for outputs spread over the sphere, 0 when every image maps to one point (collapse; lightly's collapse
+    level is 1 minus it)."""
+    z = F.normalize(fp32_or_wider(z), dim=-1)
+    return z.std(0).mean() * z.shape[1] ** 0.5
 
 def table_metrics(p1, p2, z1, args):
     """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
@@ -550,6 +558,14 @@ def table_metrics(p1, p2, z1, args):
     logged_uniform = uniform_loss if args.loss == "byol" else consecutive
     return (align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1],
             (logged_uniform(a) + logged_uniform(b)) / 2)
+
+def theorem_metrics(p1, p2, z1, z2, teacher1, teacher2, args):
+    """L_cross-model (eq. 5, symmetrised) and L_BYOL (eq. 3) of the step, whatever the loss trained, so that Theorem
+    4.1's bound can be read off every run; and the spread of f_θ, the collapse monitor. --loss supervised has no
+    predictor in the teacher's space: its terms are measured on f_θ itself (as with NP, q_w = I)."""
+    if args.loss == "supervised":
+        p1, p2 = z1, z2
+    return cross_model_loss(p1, p2, teacher1, teacher2), byol_loss(p1, p2, teacher1, teacher2), spread(z1)
 
 def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None):
     """One step of Algorithm 1 (App. E) on the views v1 = t1(x), v2 = t2(x) of a batch, each (N, 3, S, S):
@@ -569,7 +585,8 @@ def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None)
         opt.step()
         ema_update(teacher, model, tau)
     with torch.no_grad():
-        return torch.stack([loss.detach(), *table_metrics(p1, p2, z1, args)])
+        return torch.stack([loss.detach(), *table_metrics(p1, p2, z1, args),
+                            *theorem_metrics(p1, p2, z1, z2, teacher1, teacher2, args)])
 
 def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
@@ -603,8 +620,14 @@ def train(model, teacher, data, args):
         row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds, eta_s=eta)
         if args.knn_every and (epoch + 1) % args.knn_every == 0:
             row["knn_acc"] = knn_accuracy(model.encoder, data, args)
+        if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
+            row["w_identity_gap"] = identity_gap(model.predictor)  # Sec. 3: does W converge to I?
         history.append(row)
         log_row(row, header=epoch == start)
+        if row["spread"] < COLLAPSE_SPREAD and not any(r["spread"] < COLLAPSE_SPREAD for r in history[:-1]):
+            print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
+                  f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
+                  f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")
         if epoch + 1 in args.snapshot_epochs:
             save_snapshot(model, images, args, epoch + 1)
         if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == epochs):
@@ -612,6 +635,11 @@ def train(model, teacher, data, args):
                                  rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
                                  config=config_of(args)), args.out + ".ckpt")
     return history, seconds
+
+def identity_gap(q):
+    """||W - I||_F / ||I||_F of a linear predictor q_w(z) = W z."""
+    w = q.weight.detach().float()
+    return ((w - torch.eye(len(w), device=w.device)).norm() / len(w) ** 0.5).item()
 
 def make_optimizer(model, args):
     cuda = args.device.startswith("cuda")
@@ -847,7 +875,7 @@ def finished_run(args):
     return done
 
 def log_row(row, header=False):
-    cols = ["epoch", "loss", "align", "uniform", "knn_acc", "images_per_s", "seconds", "eta_s"]
+    cols = ["epoch", "loss", "align", "uniform", "spread", "knn_acc", "images_per_s", "seconds", "eta_s"]
     if header:
         print(" ".join(f"{c:>12}" for c in cols))
     cell = lambda v: f"{'':>12}" if v is None else f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}"

@@ -1120,8 +1120,22 @@ def test_table_metrics_definitions(loss):
     # train_step reports exactly these, for the tensors the networks return
     outputs = iter([(p1, z1, t1), (p2, z2, t2)])  # view 1, then view 2
     step = raft.train_step(None, None, None, p1, p2, args, args.tau, fwd=lambda model, teacher, x: next(outputs))
-    expected = [raft.objective(p1, p2, t1, t2, args), align, uniform, align_authors, uniform_authors]
-    torch.testing.assert_close(step, torch.stack(expected))
+    cross_model = (d2(p1, t1).mean() + d2(p2, t2).mean()) / 2  # eq. 5, each view against the teacher on the SAME view
+    byol = (d2(p1, t2).mean() + d2(p2, t1).mean()) / 2  # eq. 3, against the OTHER view
+    spread = unit(z1).std(0).mean() * raft.PROJECTION ** 0.5  # per-dimension std of f̂_θ across the batch, × √D
+    expected = [raft.objective(p1, p2, t1, t2, args), align, uniform, align_authors, uniform_authors,
+                cross_model, byol, spread]
+    torch.testing.assert_close(step, torch.stack(expected).float())
+
+
+def test_spread_is_one_on_the_sphere_and_zero_at_collapse():
+    g = torch.Generator().manual_seed(0)
+    spread_out = torch.randn(4096, raft.PROJECTION, generator=g)  # isotropic: uniform on the sphere once normalised
+    assert abs(raft.spread(spread_out).item() - 1) < 0.02
+    one_point = torch.randn(1, raft.PROJECTION, generator=g) * torch.rand(4096, 1, generator=g)  # scaled copies
+    assert raft.spread(one_point).item() < 1e-5
+    assert raft.spread(one_point + 0.01 * spread_out).item() < raft.COLLAPSE_SPREAD  # nearly one point
+    assert raft.spread(one_point + 0.05 * spread_out).item() > raft.COLLAPSE_SPREAD  # a cone: not called collapsed
 
 
 def test_table_values_average_the_last_10_epochs():

@@ -2,7 +2,8 @@
 their results files.
 
     python tools/tables.py --list-runs       # one line per run: NAME<TAB>raft.py flags (run_all.sh runs them)
-    python tools/tables.py DIR               # DIR/table1.md, table3.md, mirror.md, trajectories.md, figure3.png, ...
+    python tools/tables.py DIR               # DIR/table1.md, table3.md, mirror.md, trajectories.md, claims.md,
+                                             # figure3.png, ...
 
 Results files are named DIR/<run>-s<seed>.json. The paper's values stand beside ours, copied as printed.
 """
@@ -195,6 +196,251 @@ def trajectories_markdown(runs):
     return "\n".join(lines)
 
 
+# -----------------------------------------------------------------------------
+# The paper's claims, each with a verdict computed from the results files (claims.md)
+
+LAST = "last"  # a run's last epoch of training
+ACC = "linear_acc_last10"  # the probe's test accuracy, mean of its last 10 epochs (no epoch)
+SHOWN, NOT_SHOWN, UNDECIDED = "shown", "not shown", "cannot be decided"
+RULE = ("Each claim compares two sides, A and B: a run's metric (at an epoch of training, or the probe's accuracy), "
+        "one value per seed. The paper's direction is A above B (>), A below B (<), or A similar to B (~). "
+        "**Directional claims (> and <):** *shown* when the seed ranges are apart in the paper's direction (every "
+        "seed of A above every seed of B, for >), *not shown* when they are apart the other way, *cannot be decided* "
+        "when the ranges overlap (touching counts as overlapping) or when a side has fewer than two seeds. "
+        "**Similarity claims (~)** (the paper's \"close\", \"similar\", \"no significant difference\", \"no huge "
+        "difference\"): *shown* when the seed ranges overlap, *not shown* when they are apart, *cannot be decided* "
+        "when a side has fewer than two seeds; with two seeds an overlap is weak evidence of similarity, and it says "
+        "nothing about a difference smaller than the seed spread. **Theorem 4.1 (bound)**: for each seed and each "
+        "logged epoch, L_BYOL <= (1 + 1/λ)(L_align + λ L_cross-model) with λ = β/α of the run (1 for BYOL, whose "
+        "loss has no α, β; the bound holds for any λ > 0); A is the largest ratio L_BYOL / bound over the epochs, "
+        "per seed: *shown* when every ratio is at most 1, *not shown* when one exceeds 1. "
+        "A metric or epoch that the results files do not hold (a file written before the metric was logged, a run "
+        "shorter than the epoch) makes the claim *cannot be decided*, and the claim says which is missing.")
+
+# (id, the paper's claim and where, metric, side A, direction, side B). A side: (run, epoch), epoch None for ACC,
+# an int or LAST for a metric of the per-epoch history. Direction ">", "<", "~", or "bound" (side B unused).
+CLAIMS = [
+    ("1a", "Without its predictor BYOL loses accuracy (Sec. 3, Table 1)", ACC, ("byol-np", None), "<",
+     ("byol-mlp", None)),
+    ("1b", "BYOL without predictor is below the Rand-Baseline (Table 1)", ACC, ("byol-np", None), "<", ("rand", None)),
+    ("2a", "Without the predictor L_align is over-optimised (Sec. 3, Table 1): below BYOL's", "align",
+     ("byol-np", LAST), "<", ("byol-mlp", LAST)),
+    ("2b", "... and below BYOL-LP's (Table 1)", "align", ("byol-np", LAST), "<", ("byol-lp", LAST)),
+    ("2c", "Without the predictor L_uniform deteriorates (Sec. 3, Table 1): above (closer to 0 than) BYOL's",
+     "uniform", ("byol-np", LAST), ">", ("byol-mlp", LAST)),
+    ("2d", "... and above BYOL-LP's (Table 1)", "uniform", ("byol-np", LAST), ">", ("byol-lp", LAST)),
+    ("3a", "The predictor's form makes no significant difference (Sec. 3): accuracy, BYOL-LP ~ BYOL", ACC,
+     ("byol-lp", None), "~", ("byol-mlp", None)),
+    ("3b", "... nor in training behaviour (Sec. 3, Fig. 4): L_uniform", "uniform", ("byol-lp", LAST), "~",
+     ("byol-mlp", LAST)),
+    ("3c", "... L_align", "align", ("byol-lp", LAST), "~", ("byol-mlp", LAST)),
+    ("4", "BYOL with the BatchNorm MLP predictor (Sec. 3) above Table 1's BYOL", ACC, ("byol-mlpbn", None), ">",
+     ("byol-mlp", None)),
+    ("5a", "The linear predictor never converges to W = I (Sec. 3); read as: ||W - I||_F/||I||_F ends above its "
+     "epoch-1 value (W moves away from I, not towards it)", "w_identity_gap", ("byol-lp", LAST), ">", ("byol-lp", 1)),
+    ("5b", "... the same with the tangential gradient (TanBYOL-LP)", "w_identity_gap", ("tanbyol-lp", LAST), ">",
+     ("tanbyol-lp", 1)),
+    ("5c", "BYOL-LPI (W = I at init) deflects from the collapse (Sec. 3, Fig. 4): W moves away from I", "w_identity_gap",
+     ("byol-lpi", LAST), ">", ("byol-lpi", 1)),
+    ("6a", "BYOL-LPI: the loss quickly approaches 0 (Sec. 3, Fig. 4a): at epoch 1, below BYOL-LP's", "loss",
+     ("byol-lpi", 1), "<", ("byol-lp", 1)),
+    ("6b", "BYOL-LPI: the uniformity deteriorates for 10-20 epochs (Sec. 3): L_uniform rises", "uniform",
+     ("byol-lpi", LAST), ">", ("byol-lpi", 1)),
+    ("6c", "BYOL-LPI then recovers (Sec. 3, Fig. 4): L_uniform at epoch 30 below epoch 10's", "uniform",
+     ("byol-lpi", 30), "<", ("byol-lpi", 10)),
+    ("7a", "BYOL' ~ BYOL in accuracy, whatever the predictor (Sec. 4.1, Table 1): MLP", ACC, ("byolp-mlp", None), "~",
+     ("byol-mlp", None)),
+    ("7b", "... LP", ACC, ("byolp-lp", None), "~", ("byol-lp", None)),
+    ("7c", "... NP", ACC, ("byolp-np", None), "~", ("byol-np", None)),
+    ("7d", "BYOL' ~ BYOL in alignment (Sec. 4.1, Table 1): MLP", "align", ("byolp-mlp", LAST), "~", ("byol-mlp", LAST)),
+    ("7e", "... LP", "align", ("byolp-lp", LAST), "~", ("byol-lp", LAST)),
+    ("7f", "... NP", "align", ("byolp-np", LAST), "~", ("byol-np", LAST)),
+    ("7g", "BYOL' ~ BYOL in uniformity (Sec. 4.1, Table 1): MLP", "uniform", ("byolp-mlp", LAST), "~",
+     ("byol-mlp", LAST)),
+    ("7h", "... LP", "uniform", ("byolp-lp", LAST), "~", ("byol-lp", LAST)),
+    ("7i", "... NP", "uniform", ("byolp-np", LAST), "~", ("byol-np", LAST)),
+    ("7j", "Without the predictor BYOL' collapses too (Sec. 4.1): L_uniform above BYOL' with it", "uniform",
+     ("byolp-np", LAST), ">", ("byolp-mlp", LAST)),
+    ("7k", "... and below the Rand-Baseline (Table 1)", ACC, ("byolp-np", None), "<", ("rand", None)),
+    ("8a", "RAFT above BYOL (Sec. 4.2, Table 1)", ACC, ("raft-mlp", None), ">", ("byol-mlp", None)),
+    ("8b", "RAFT above BYOL' (Table 1)", ACC, ("raft-mlp", None), ">", ("byolp-mlp", None)),
+    ("9a", "RAFT-NP is below the Rand-Baseline (Table 1)", ACC, ("raft-np", None), "<", ("rand", None)),
+    ("9b", "RAFT-NP's uniformity fails (Table 1): L_uniform above RAFT with its predictor", "uniform",
+     ("raft-np", LAST), ">", ("raft-mlp", LAST)),
+    ("10a", "Keeping only the tangential gradient changes nothing (Sec. 5, Table 1): accuracy, TanBYOL-LP ~ BYOL-LP",
+     ACC, ("tanbyol-lp", None), "~", ("byol-lp", None)),
+    ("10b", "... TanBYOL'-LP ~ BYOL'-LP", ACC, ("tanbyolp-lp", None), "~", ("byolp-lp", None)),
+    ("10c", "... TanRAFT-LP ~ RAFT-LP", ACC, ("tanraft-lp", None), "~", ("raft-lp", None)),
+    ("10d", "... L_uniform, TanBYOL-LP ~ BYOL-LP", "uniform", ("tanbyol-lp", LAST), "~", ("byol-lp", LAST)),
+    ("10e", "... TanBYOL'-LP ~ BYOL'-LP", "uniform", ("tanbyolp-lp", LAST), "~", ("byolp-lp", LAST)),
+    ("10f", "... TanRAFT-LP ~ RAFT-LP", "uniform", ("tanraft-lp", LAST), "~", ("raft-lp", LAST)),
+    ("11a", "From mirrored initialisations RAFT follows BYOL' (Theorem 5.1): accuracy, MLP", ACC,
+     ("raft-mlp-mirror", None), "~", ("byolp-mlp", None)),
+    ("11b", "... LP", ACC, ("raft-lp-mirror", None), "~", ("byolp-lp", None)),
+    ("11c", "... L_align, MLP", "align", ("raft-mlp-mirror", LAST), "~", ("byolp-mlp", LAST)),
+    ("11d", "... L_align, LP", "align", ("raft-lp-mirror", LAST), "~", ("byolp-lp", LAST)),
+    ("12a", "RAFT-MLP over β (Table 3): accuracy at β = 1 above β = 0.1", ACC, ("raft-mlp", None), ">",
+     ("raft-mlp-b0.1", None)),
+    ("12b", "... β = 1 above β = 10 (β = 10 fails)", ACC, ("raft-mlp", None), ">", ("raft-mlp-b10", None)),
+    ("12c", "... L_align at β = 0.1 below β = 1", "align", ("raft-mlp-b0.1", LAST), "<", ("raft-mlp", LAST)),
+    ("12d", "... L_align at β = 1 below β = 10", "align", ("raft-mlp", LAST), "<", ("raft-mlp-b10", LAST)),
+    ("13a", "RAFT-LP over β (Table 3): accuracy at β = 1 above β = 0.1", ACC, ("raft-lp", None), ">",
+     ("raft-lp-b0.1", None)),
+    ("13b", "... β = 1 above β = 10", ACC, ("raft-lp", None), ">", ("raft-lp-b10", None)),
+    ("13c", "... L_align at β = 0.1 below β = 1", "align", ("raft-lp-b0.1", LAST), "<", ("raft-lp", LAST)),
+    ("13d", "... L_align at β = 10 below β = 1", "align", ("raft-lp-b10", LAST), "<", ("raft-lp", LAST)),
+    ("14a", "RAFT-NP over β (Table 3, Fig. 5b): increasing β helps; accuracy at β = 10 above β = 1", ACC,
+     ("raft-np-b10", None), ">", ("raft-np", None)),
+    ("14b", "... accuracy at β = 10 above β = 100 (Table 3)", ACC, ("raft-np-b10", None), ">", ("raft-np-b100", None)),
+    ("14c", "... L_align at β = 10 above β = 1 (a larger β regularises L_align)", "align", ("raft-np-b10", LAST), ">",
+     ("raft-np", LAST)),
+    ("14d", "... L_align at β = 100 above β = 10 (Table 3)", "align", ("raft-np-b100", LAST), ">",
+     ("raft-np-b10", LAST)),
+    ("15a", "BYOL'-NP over β (Table 3, Fig. 5a): accuracy at β = 10 above β = 1", ACC, ("byolp-np-b10", None), ">",
+     ("byolp-np", None)),
+    ("15b", "... β = 100 above β = 10", ACC, ("byolp-np-b100", None), ">", ("byolp-np-b10", None)),
+    ("15c", "Increasing β does not stop L_align from converging to 0 (Fig. 5a): it falls, β = 1", "align",
+     ("byolp-np", LAST), "<", ("byolp-np", 1)),
+    ("15d", "... β = 10", "align", ("byolp-np-b10", LAST), "<", ("byolp-np-b10", 1)),
+    ("15e", "... β = 100", "align", ("byolp-np-b100", LAST), "<", ("byolp-np-b100", 1)),
+    ("16a", "RAFT is the more effective regulariser of alignment (Sec. 4.2, Fig. 5, Table 3): L_align of RAFT-NP above "
+     "BYOL'-NP's, β = 1", "align", ("raft-np", LAST), ">", ("byolp-np", LAST)),
+    ("16b", "... β = 10", "align", ("raft-np-b10", LAST), ">", ("byolp-np-b10", LAST)),
+    ("16c", "... β = 100", "align", ("raft-np-b100", LAST), ">", ("byolp-np-b100", LAST)),
+    ("16d", "RAFT-NP's L_align grows over training (the regulariser at work; our reading of Fig. 5b), β = 1", "align",
+     ("raft-np", LAST), ">", ("raft-np", 1)),
+    ("17a", "RAFT-NP's uniformity holds no huge difference from BYOL'-NP's (Fig. 5b): L_uniform, β = 1", "uniform",
+     ("raft-np", LAST), "~", ("byolp-np", LAST)),
+    ("17b", "... β = 10", "uniform", ("raft-np-b10", LAST), "~", ("byolp-np-b10", LAST)),
+    ("17c", "... β = 100", "uniform", ("raft-np-b100", LAST), "~", ("byolp-np-b100", LAST)),
+    ("18a", "RAFT-LP optimises uniformity consistently (Fig. 5c): L_uniform falls, β = 0.1", "uniform",
+     ("raft-lp-b0.1", LAST), "<", ("raft-lp-b0.1", 1)),
+    ("18b", "... β = 1", "uniform", ("raft-lp", LAST), "<", ("raft-lp", 1)),
+    ("18c", "... β = 10", "uniform", ("raft-lp-b10", LAST), "<", ("raft-lp-b10", 1)),
+    ("19a", "BYOL with a predictor consistently optimises uniformity (Fig. 4b): L_uniform falls, MLP", "uniform",
+     ("byol-mlp", LAST), "<", ("byol-mlp", 1)),
+    ("19b", "... LP", "uniform", ("byol-lp", LAST), "<", ("byol-lp", 1)),
+    ("19c", "The predictors give close accuracy (Fig. 4c; ours: the kNN monitor): LP ~ MLP", "knn_acc",
+     ("byol-lp", LAST), "~", ("byol-mlp", LAST)),
+    ("19d", "... LPI ~ MLP", "knn_acc", ("byol-lpi", LAST), "~", ("byol-mlp", LAST)),
+    ("20a", "Figure 3(c): BYOL without predictor puts most data at one position: spread of f_θ below BYOL's",
+     "spread", ("byol-np", LAST), "<", ("byol-mlp", LAST)),
+    ("20b", "Figure 3(b, c): BYOL spreads the data, without predictor it does not: L_uniform below BYOL-NP's",
+     "uniform", ("byol-mlp", LAST), "<", ("byol-np", LAST)),
+    ("20c", "Figure 3(d): BYOL' disperses the representations too: L_uniform below BYOL-NP's", "uniform",
+     ("byolp-mlp", LAST), "<", ("byol-np", LAST)),
+    ("20d", "Figure 3(e): RAFT disperses them too: L_uniform below BYOL-NP's", "uniform", ("raft-mlp", LAST), "<",
+     ("byol-np", LAST)),
+    ("20e", "Figure 3(e): minimising or maximising L_cross-model has a similar effect on the final distribution: "
+     "L_uniform, RAFT ~ BYOL'", "uniform", ("raft-mlp", LAST), "~", ("byolp-mlp", LAST)),
+    ("20f", "... spread of f_θ, RAFT ~ BYOL'", "spread", ("raft-mlp", LAST), "~", ("byolp-mlp", LAST)),
+    ("21", "Imbalanced terms give an over-regularised alignment \"where every data is randomly projected\" (Sec. 4.2; "
+     "our reading: RAFT-NP at the largest β, L_align above the untrained network's)", "align", ("raft-np-b100", LAST),
+     ">", ("rand", LAST)),
+    *[(f"22{letter}", f"Theorem 4.1 (App. G): L_BYOL <= (1 + 1/λ)(L_align + λ L_cross-model), λ = β/α, at every "
+       f"logged epoch of {run}", "bound", (run, None), "bound", None)
+      for letter, run in zip("abcdefghij", ["byol-lp", "byol-lpi", "tanbyol-lp", "byolp-lp", "tanbyolp-lp", "raft-lp",
+                                             "raft-lp-b0.1", "raft-lp-b10", "raft-lp-mirror", "tanraft-lp"])],
+]
+
+
+def side_values(runs, metric, run, epoch):
+    """One value per seed (in seed order) of a claim's side, or (None, why) when the files do not hold it."""
+    res = sorted(runs.get(run, []), key=lambda r: r["config"]["seed"])
+    if not res:
+        return None, f"no results of {run}"
+    if epoch is None:
+        if any(metric not in r for r in res):
+            return None, f"{metric} not in the files of {run}"
+        return [r[metric] for r in res], ""
+    rows = [r["history"][-1] if epoch == LAST else next((h for h in r["history"] if h["epoch"] == epoch), None)
+            for r in res]
+    if any(row is None for row in rows):
+        return None, f"epoch {epoch} not in the files of {run}"
+    if any(metric not in row for row in rows):
+        return None, f"{metric} not logged in the files of {run}"
+    return [row[metric] for row in rows], ""
+
+
+def bound_ratios(runs, run):
+    """Theorem 4.1 on each seed of a run: the largest L_BYOL / ((1 + 1/λ)(L_align + λ L_cross-model)) over its logged
+    epochs, λ = β/α (1 for BYOL). Or (None, why)."""
+    res = sorted(runs.get(run, []), key=lambda r: r["config"]["seed"])
+    if not res:
+        return None, f"no results of {run}"
+    ratios = []
+    for r in res:
+        if any(k not in h for h in r["history"] for k in ("byol_loss", "cross_model", "align")):
+            return None, f"byol_loss, cross_model not logged in the files of {run}"
+        config = r["config"]
+        lam = config.get("beta", 1.0) / config.get("alpha", 1.0) if config.get("loss") != "byol" else 1.0
+        ratios.append(max(h["byol_loss"] / ((1 + 1 / lam) * (h["align"] + lam * h["cross_model"]))
+                          for h in r["history"]))
+    return ratios, ""
+
+
+def verdict(direction, a, b=None):
+    """The rule (RULE) on the seeds' values a, b of the two sides; for "bound", a are the seeds' ratios."""
+    if direction == "bound":
+        return SHOWN if max(a) <= 1 else NOT_SHOWN
+    if len(a) < 2 or len(b) < 2:
+        return UNDECIDED
+    above, below = min(a) > max(b), max(a) < min(b)  # the seed ranges apart, A above B / A below B
+    if direction == "~":
+        return NOT_SHOWN if above or below else SHOWN
+    if not (above or below):
+        return UNDECIDED
+    return SHOWN if above == (direction == ">") else NOT_SHOWN
+
+
+def judge(runs, claim):
+    """(values of A, values of B, verdict, why) of one claim; values None where the files do not hold them."""
+    _, _, metric, (run_a, epoch_a), direction, side_b = claim
+    if direction == "bound":
+        a, why = bound_ratios(runs, run_a)
+        return a, None, (verdict("bound", a) if a else UNDECIDED), why
+    a, why_a = side_values(runs, metric, run_a, epoch_a)
+    b, why_b = side_values(runs, metric, *side_b)
+    if a is None or b is None:
+        return a, b, UNDECIDED, "; ".join(dict.fromkeys(w for w in (why_a, why_b) if w))
+    return a, b, verdict(direction, a, b), ""
+
+
+def claims_markdown(runs, claims=CLAIMS):
+    lines = ["# The paper's claims, each with a verdict computed from the results files", "",
+             "Made by `python tools/tables.py DIR` from the results files in DIR; the claims are the list `CLAIMS` "
+             "in `tools/tables.py`. Verdicts say what these runs show at their scale, nothing about the paper's.", "",
+             "**The rule.** " + RULE, "",
+             "Values: each seed's, in seed order, separated by ' / ', to 4 significant digits (the verdicts compare "
+             "the files' full values). Epoch `last`: the run's last epoch of training; accuracy: the probe's test "
+             "accuracy, mean of its last 10 epochs (%). Metrics of the history (per training epoch, the mean over its "
+             "batches): `align` L_align(q∘f_θ), eq. 1; `uniform` L_uniform(f_θ), eq. 2; `loss` the training loss; "
+             "`knn_acc` the kNN monitor (%); `spread` √D × the std of the normalised f_θ across the batch (1 spread, "
+             "0 collapsed); `w_identity_gap` ||W - I||_F/||I||_F of a linear predictor; `byol_loss`, `cross_model` "
+             "L_BYOL (eq. 3) and L_cross-model (eq. 5), both symmetrised, measured whatever the loss trained.", "",
+             "| # | the paper's claim (where) | metric | A: run, epoch | A, each seed | | B: run, epoch | B, each seed "
+             "| verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    counts = {SHOWN: 0, NOT_SHOWN: 0, UNDECIDED: 0}
+    missing = 0
+    for claim in claims:
+        cid, text, metric, (run_a, epoch_a), direction, side_b = claim
+        a, b, result, why = judge(runs, claim)
+        counts[result] += 1
+        missing += bool(why)
+        fmt = lambda values: per_seed(values) if values is not None else "-"
+        where = lambda run, epoch: run if epoch is None else f"{run}, {epoch}"
+        if direction == "bound":
+            metric_cell, b_cells, rel = "max over epochs of L_BYOL / bound", "the bound | 1", "<="
+        else:
+            metric_cell = "accuracy %" if metric == ACC else f"`{metric}`"
+            b_cells, rel = f"{where(*side_b)} | {fmt(b)}", direction
+        lines.append(f"| {cid} | {text} | {metric_cell} | {where(run_a, epoch_a) if direction != 'bound' else run_a} "
+                     f"| {fmt(a)} | {rel} | {b_cells} | **{result}**{': ' + why if why else ''} |")
+    lines += ["", f"Verdicts: {counts[SHOWN]} shown, {counts[NOT_SHOWN]} not shown, {counts[UNDECIDED]} cannot be "
+              f"decided ({missing} of them for a metric, epoch or run the files do not hold), of {len(claims)} claims."]
+    return "\n".join(lines) + "\n"
+
+
 FIGURE3 = [("(a) supervised", "supervised"), ("(b) BYOL", "byol-mlp"), ("(c) BYOL without predictor", "byol-np"),
            ("(d) BYOL'", "byolp-mlp"), ("(e) RAFT", "raft-mlp")]
 FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol-np"), ("BYOL-LPI", "byol-lpi")]
@@ -355,9 +601,10 @@ def write_tables(results_dir):
     runs = load_results(results_dir)
     for filename, text in [("table1.md", table_markdown("Table 1", TABLE1, runs)),
                            ("table3.md", table_markdown("Table 3 (α = 1; β < 0 is RAFT)", TABLE3, runs)),
-                           ("mirror.md", mirror_markdown(runs)), ("trajectories.md", trajectories_markdown(runs))]:
+                           ("mirror.md", mirror_markdown(runs)), ("trajectories.md", trajectories_markdown(runs)),
+                           ("claims.md", claims_markdown(runs))]:
         raft.save_atomically(text, os.path.join(results_dir, filename), save=raft.write_text)
-        if filename != "trajectories.md":
+        if filename not in ("trajectories.md", "claims.md"):
             print(text)
     plot_figures(runs, results_dir)
 

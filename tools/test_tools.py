@@ -252,3 +252,69 @@ def test_figures_are_drawn_from_results_and_snapshots(tmp_path):
     tables.plot_curve(ax, tables.load_results(str(tmp_path))["byol-np"], "knn_acc", "BYOL-NP")
     assert list(ax.lines[0].get_xdata()) == [2] and list(ax.lines[0].get_ydata()) == [30.0]
     plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# claims.md: every claim's verdict computed by one rule
+
+
+@pytest.mark.parametrize("direction,a,b,expected", [
+    (">", [2.0, 3.0], [0.0, 1.0], "shown"),  # the seed ranges apart in the paper's direction
+    (">", [0.0, 1.0], [2.0, 3.0], "not shown"),  # apart the other way
+    (">", [0.0, 2.0], [1.0, 3.0], "cannot be decided"),  # overlapping
+    (">", [1.0, 2.0], [0.0, 1.0], "cannot be decided"),  # touching counts as overlapping
+    (">", [5.0], [0.0, 1.0], "cannot be decided"),  # one seed
+    ("<", [0.0, 1.0], [2.0, 3.0], "shown"),
+    ("<", [2.0, 3.0], [0.0, 1.0], "not shown"),
+    ("<", [0.0, 2.0], [1.0, 3.0], "cannot be decided"),
+    ("~", [0.0, 2.0], [1.0, 3.0], "shown"),  # similarity: the ranges overlap
+    ("~", [1.0, 2.0], [2.0, 3.0], "shown"),
+    ("~", [0.0, 1.0], [2.0, 3.0], "not shown"),  # apart, either way
+    ("~", [2.0, 3.0], [0.0, 1.0], "not shown"),
+    ("~", [0.0], [0.0, 1.0], "cannot be decided"),
+    ("bound", [0.5, 1.0], None, "shown"),  # Theorem 4.1: every seed's largest ratio L_BYOL / bound at most 1
+    ("bound", [0.5, 1.01], None, "not shown"),
+])
+def test_claim_verdict_rule(direction, a, b, expected):
+    assert tables.verdict(direction, a, b) == expected
+
+
+def test_claims_md_reads_each_seed_and_says_what_is_missing(tmp_path):
+    runs = {"up": [fake_result(0, 40.0), fake_result(1, 41.0)], "down": [fake_result(0, 30.0), fake_result(1, 39.0)],
+            "one": [fake_result(0, 50.0)]}
+    for r in runs["up"]:
+        for e, h in enumerate(r["history"]):  # Theorem 4.1's terms: ||a + b||² <= 2||a||² + 2||b||² (λ = 1)
+            h.update(byol_loss=0.3 + 0.02 * e, cross_model=0.2, w_identity_gap=0.1 * e)
+    r = runs["up"][0]
+    r["config"].update(loss="raft", alpha=1.0, beta=10.0)  # λ = 10: bound 1.1 × (align + 10 × 0.2)
+    claims = [("t1", "up above down", tables.ACC, ("up", None), ">", ("down", None)),
+              ("t2", "one seed", tables.ACC, ("one", None), ">", ("down", None)),
+              ("t3", "gap grows", "w_identity_gap", ("up", tables.LAST), ">", ("up", 1)),
+              ("t4", "gap of down", "w_identity_gap", ("down", tables.LAST), ">", ("down", 1)),
+              ("t5", "a late epoch", "uniform", ("up", 300), "<", ("up", 1)),
+              ("t6", "bound", "bound", ("up", None), "bound", None),
+              ("t7", "bound, not logged", "bound", ("down", None), "bound", None)]
+    a, _, result, why = tables.judge(runs, claims[5])
+    hist = r["history"]
+    assert a[0] == pytest.approx(max(h["byol_loss"] / (1.1 * (h["align"] + 2.0)) for h in hist)) and result == "shown"
+    text = tables.claims_markdown(runs, claims)
+    assert text.index("**The rule.**") < text.index("| t1 |")  # opens with the rule
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| t")}
+    assert "| 40 / 41 | > | down | 30 / 39 | **shown** |" in rows["t1"]  # each seed's value, both sides
+    assert "**cannot be decided** |" in rows["t2"]  # one seed
+    assert "| up, last | 0.2 / 0.2 | > | up, 1 | 0 / 0 | **shown** |" in rows["t3"]  # a metric at two epochs
+    assert "**cannot be decided**: w_identity_gap not logged in the files of down |" in rows["t4"]
+    assert "epoch 300 not in the files of up" in rows["t5"]
+    assert "not logged in the files of down" in rows["t7"]
+    assert text.rstrip().endswith("Verdicts: 3 shown, 0 not shown, 4 cannot be decided (3 of them for a metric, epoch "
+                                  "or run the files do not hold), of 7 claims.")
+
+
+def test_claims_name_runs_of_the_run_list_and_write_tables_writes_claims_md(tmp_path):
+    for cid, _, metric, (run_a, _), direction, side_b in tables.CLAIMS:
+        assert run_a in tables.RUNS and (side_b is None or side_b[0] in tables.RUNS), cid
+        assert direction in (">", "<", "~", "bound"), cid
+    assert len({c[0] for c in tables.CLAIMS}) == len(tables.CLAIMS)  # ids unique
+    (tmp_path / "byol-np-s0.json").write_text(json.dumps(fake_result(0, 30.0)))
+    tables.main([str(tmp_path)])
+    assert "Verdicts:" in (tmp_path / "claims.md").read_text()

@@ -8,7 +8,8 @@ them, one row per DIR: seeds, the probe's accuracy (mean of the last 10 probe ep
 L_uniform (eq. 2) at the last epoch of training; mean ± sample std over seeds, the seeds' values in brackets.
 With --identical: every number of two results files (configuration, history, probe, metrics) compared exactly,
 leaving out what a re-run need not repeat: the clock (seconds, images/s, eta), the versions (the commit) and
-where it ran (the data and output paths).
+where it ran (the data and output paths). Keys that only one of the two files has (a metric logged by a later
+version of raft.py) are listed as added and not compared; every list (epochs, probe epochs) must have the same length.
 """
 
 import json
@@ -59,14 +60,40 @@ def load(path):
         tables.raft.fail(f"{path}: not a results file (no JSON)")
 
 
+def list_lengths(obj, prefix=""):
+    """{path: length} of every list in a results file's JSON (the history's epochs, the probe's), outside NOT_COMPARED."""
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() if key not in NOT_COMPARED
+                for k, v in list_lengths(val, f"{prefix}{key}.").items()}
+    if isinstance(obj, list):
+        found = {prefix.rstrip("."): len(obj)}
+        for i, val in enumerate(obj):
+            found.update(list_lengths(val, f"{prefix}{i}."))
+        return found
+    return {}
+
+
 def identical(path_a, path_b):
-    """Prints the paths whose values differ; True when none does."""
-    a, b = (flat(load(p)) for p in (path_a, path_b))
-    differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "absent") != b.get(k, "absent"))
+    """Prints the paths whose values differ and the keys only one file has; True when every number and setting the
+    two files share is equal (exactly) and every list (epochs, probe epochs) has the same length. A key only one file
+    has (a metric that one version of raft.py logs and the other does not) is listed as added, not a difference."""
+    data = [load(p) for p in (path_a, path_b)]
+    a, b = (flat(d) for d in data)
+    shared = a.keys() & b.keys()
+    differ = sorted(k for k in shared if a[k] != b[k])
+    lengths = [list_lengths(d) for d in data]
+    differ_len = sorted(k for k in lengths[0].keys() | lengths[1].keys() if lengths[0].get(k) != lengths[1].get(k))
     for k in differ:
-        print(f"{k}: {a.get(k, 'absent')} != {b.get(k, 'absent')}")
-    print(f"{len(a)} numbers and settings compared, {len(differ)} differ")
-    return not differ
+        print(f"{k}: {a[k]} != {b[k]}")
+    for k in differ_len:
+        print(f"{k}: {lengths[0].get(k, 'absent')} entries != {lengths[1].get(k, 'absent')} entries")
+    for path, only in [(path_a, a.keys() - b.keys()), (path_b, b.keys() - a.keys())]:
+        for k in sorted(only):
+            print(f"added, only in {path}: {k}")
+    added = len(a.keys() ^ b.keys())
+    print(f"{len(shared)} numbers and settings compared, {len(differ) + len(differ_len)} differ; "
+          f"{added} keys only in one file (not compared)")
+    return not differ and not differ_len
 
 
 if __name__ == "__main__":

@@ -318,3 +318,30 @@ def test_claims_name_runs_of_the_run_list_and_write_tables_writes_claims_md(tmp_
     (tmp_path / "byol-np-s0.json").write_text(json.dumps(fake_result(0, 30.0)))
     tables.main([str(tmp_path)])
     assert "Verdicts:" in (tmp_path / "claims.md").read_text()
+
+
+def test_identical_lists_added_keys_apart_and_still_compares_every_shared_number(tmp_path, capsys):
+    """A re-run by a raft.py that logs more (cross_model, spread, ...) is identical when every number both files hold
+    is equal: the new keys are listed as added, not counted as differences."""
+    old = fake_result(0, 70.0)
+    new = json.loads(json.dumps(old))
+    for e, row in enumerate(new["history"]):
+        row.update(spread=0.5 + e, w_identity_gap=0.1 * e)
+    new["spread"] = 0.7
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    assert compare.identical(tmp_path / "old.json", tmp_path / "new.json")
+    out = capsys.readouterr().out
+    assert f"added, only in {tmp_path / 'new.json'}: history.0.spread" in out
+    assert f"added, only in {tmp_path / 'new.json'}: spread" in out
+    assert out.strip().endswith("differ; 7 keys only in one file (not compared)")
+    assert "0 differ" in out.strip().splitlines()[-1]
+    new["history"][1]["uniform"] = -2.0000001  # a shared number off by a little: not identical
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    assert not compare.identical(tmp_path / "old.json", tmp_path / "new.json")
+    assert "history.1.uniform: -2.0 != -2.0000001" in capsys.readouterr().out
+    new["history"][1]["uniform"] = -2.0
+    new["history"].append(dict(new["history"][-1], epoch=4))  # one epoch more: its keys are only in one file, but the
+    (tmp_path / "new.json").write_text(json.dumps(new))      # history's length differs
+    assert not compare.identical(tmp_path / "old.json", tmp_path / "new.json")
+    assert "history: 3 entries != 4 entries" in capsys.readouterr().out

@@ -4,10 +4,13 @@
 #   bash run_all.sh                      # the paper's setup: every row, 3 seeds, 300 epochs, ResNet18 at 96 px
 #   PROFILE=quick bash run_all.sh        # a GPU check: 1 seed, 64 px, 10 epochs, 4 runs at a time
 #   PROFILE=cpu bash run_all.sh          # a laptop: the small encoder at 32 px, batch 64, 2,560 images, 2 seeds (results/cpu)
+#   PROFILE=demo bash run_all.sh         # 5 minutes on 2 CPU cores: BYOL collapses without its predictor (results/demo)
 #   GPUS=0,1,2,3 JOBS=2 bash run_all.sh  # spread the runs over 4 GPUs, 2 at a time on each
 #   PRINT=1 bash run_all.sh              # print one self-contained command per run (for a cluster), run nothing
+#   SEED_LIST=1 RUNS=byol-np bash run_all.sh   # re-run one run's seed 1 alone
 #
-# Knobs (environment): PROFILE (paper, quick, cpu), EPOCHS, SEEDS (seeds 0..SEEDS-1), JOBS (runs
+# Knobs (environment): PROFILE (paper, quick, cpu, demo), EPOCHS, SEEDS (a count: seeds 0..SEEDS-1),
+# SEED_LIST (the seeds themselves, comma-separated, e.g. 1 or 0,2; instead of SEEDS, not with it), JOBS (runs
 # at a time, per GPU with GPUS), GPUS (comma-separated CUDA devices; runs are dealt to them
 # round-robin), THREADS (CPU threads per run), RUNS (comma-separated run names; default all,
 # see python tools/tables.py --list-runs), DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), ARGS (extra
@@ -18,9 +21,13 @@
 # finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
 # a finished file made with other settings. A failed run does not stop the others; it is
 # listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md,
-# trajectories.md and the figures (tools/tables.py).
+# trajectories.md and the figures (tools/tables.py); with PROFILE=demo instead OUT_DIR/demo.md and
+# demo.png (tools/demo.py), the table printed. The first run runs alone when CIFAR-10 is not in
+# DATA_DIR yet, so that it is downloaded once.
 set -uo pipefail
+error() { echo "run_all.sh: error: $*" >&2; exit 2; }
 
+[ -n "${SEEDS:-}" ] && [ -n "${SEED_LIST:-}" ] && error "give SEEDS (a count) or SEED_LIST (the seeds), not both"
 [ "${QUICK:-0}" = 1 ] && PROFILE=${PROFILE:-quick}
 PROFILE=${PROFILE:-paper}
 case "$PROFILE" in
@@ -32,9 +39,23 @@ case "$PROFILE" in
   cpu)   EPOCHS=${EPOCHS:-7}; SEEDS=${SEEDS:-2}; JOBS=${JOBS:-2}; OUT_DIR=${OUT_DIR:-results/cpu}; THREADS=${THREADS:-1}
          TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; FIGURE4_KNN=1  # the kNN monitor on Figure 4's runs only (its panel c)
          SETUP="--encoder small --image-size 32 --batch-size 64 --probe features --knn-every 0 --device cpu" ;;
-  *) echo "run_all.sh: error: PROFILE must be paper, quick or cpu, not '$PROFILE'" >&2; exit 2 ;;
+  # five minutes on a 2-core CPU: Sec. 3's collapse; results/demo/README.md says how the scale was measured
+  demo)  EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-3}; OUT_DIR=${OUT_DIR:-results/demo}; THREADS=${THREADS:-1}
+         TRAIN_SUBSET=${TRAIN_SUBSET:-1280}; FIGURE4_KNN=0; RUNS=${RUNS:-byol-mlp,byol-np,raft-np}
+         SETUP="--encoder small --image-size 16 --batch-size 64 --probe features --eval-epochs 50 --knn-every 0"
+         SETUP+=" --device cpu" ;;
+  *) error "PROFILE must be paper, quick, cpu or demo, not '$PROFILE'" ;;
 esac
-[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: error: JOBS must be a whole number >= 1" >&2; exit 2; }
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || error "JOBS must be a whole number >= 1"
+if [ -n "${SEED_LIST:-}" ]; then
+  [[ "$SEED_LIST" =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] ||
+    error "SEED_LIST must be seeds separated by commas, e.g. 0,2, not '$SEED_LIST'"
+  IFS=, read -r -a seeds <<< "$SEED_LIST"
+else
+  [[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] ||
+    error "SEEDS must be a count >= 1 (seeds 0..SEEDS-1), not '$SEEDS'; for chosen seeds give SEED_LIST, e.g. 0,2"
+  seeds=(); for ((seed = 0; seed < SEEDS; seed++)); do seeds+=("$seed"); done
+fi
 DATA_DIR=$(realpath -m "${DATA_DIR:-data}") || exit 2  # paths as the user meant them, before the cd below
 OUT_DIR=$(realpath -m "$OUT_DIR")
 SHOWN=$OUT_DIR  # where the user finds the outputs, whatever the runs' own paths
@@ -57,9 +78,13 @@ runs=$($PYTHON "$TABLES" --list-runs --epochs "$EPOCHS" ${SNAPSHOTS:+--snapshot-
 queue=()
 while IFS=$'\t' read -r name flags; do
   if [ -n "$RUNS" ] && [[ ",$RUNS," != *",$name,"* ]]; then continue; fi
-  for ((seed = 0; seed < SEEDS; seed++)); do queue+=("$name $seed $flags"); done
+  declare -A seen=()
+  for seed in "${seeds[@]}"; do  # each seed once, in the order given
+    [ -n "${seen[$seed]:-}" ] || queue+=("$name $seed $flags"); seen[$seed]=1
+  done
+  unset seen
 done <<< "$runs"
-[ ${#queue[@]} -gt 0 ] || { echo "run_all.sh: error: no run matches RUNS='$RUNS' (python tools/tables.py --list-runs)" >&2; exit 2; }
+[ ${#queue[@]} -gt 0 ] || error "no run matches RUNS='$RUNS' (python tools/tables.py --list-runs)"
 
 command_for() {  # the self-contained command of one queue entry; the run's own flags last, so that e.g. --epochs 0 wins
   local name=$1 seed=$2; shift 2
@@ -95,14 +120,18 @@ worker() {  # worker W runs queue entries W, W + workers, ... one after another,
   local w=$1 gpu=""
   [ ${#gpus[@]} -gt 0 ] && gpu=${gpus[$((w % ${#gpus[@]}))]}
   for ((i = w; i < ${#queue[@]}; i += workers)); do
-    [ "$i" -gt 0 ] && run "$gpu" ${queue[$i]}
+    [ "$i" -ge "$alone" ] && run "$gpu" ${queue[$i]}
   done
 }
-run "${gpus[0]:-}" ${queue[0]}  # alone: a CIFAR-10 download happens once
+alone=0  # the first run alone when CIFAR-10 is not here yet (raft.py downloads it), so that it is downloaded once
+[ -d "$DATA_DIR/train" ] || [ -d "$DATA_DIR/test" ] || [ -d "$DATA_DIR/cifar-10-batches-py" ] || alone=1
+[ "$alone" = 1 ] && run "${gpus[0]:-}" ${queue[0]}
 for ((w = 0; w < workers; w++)); do worker "$w" & done
 wait
 
-if $PYTHON "$TABLES" "$OUT_DIR" > /dev/null; then
+if [ "$PROFILE" = demo ]; then  # the demo's figure and table (printed)
+  $PYTHON "$(dirname "$TABLES")/demo.py" "$OUT_DIR" || echo "drawing the demo's figure and table failed" >> "$failed"
+elif $PYTHON "$TABLES" "$OUT_DIR" > /dev/null; then
   echo "tables: $SHOWN/table1.md $SHOWN/table3.md $SHOWN/mirror.md"
 else
   echo "writing the tables failed" >> "$failed"

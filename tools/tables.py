@@ -448,6 +448,13 @@ FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10")
            ("(b) RAFT-NP", [("β = 1", "raft-np"), ("β = 10", "raft-np-b10"), ("β = 100", "raft-np-b100")]),
            ("(c) RAFT-LP", [("β = 0.1", "raft-lp-b0.1"), ("β = 1", "raft-lp"), ("β = 10", "raft-lp-b10")])]
 CIRCLE_BINS, CIRCLE_PAIRS = 72, 6  # Figure 3: angular histogram bins, view pairs joined across the circle
+RING_KEY = (1, 10, 50)  # Figure 3: densities drawn as dotted circles, the ring's width scale in every panel
+
+
+def ring_width(density, bins=CIRCLE_BINS):
+    """Figure 3's ring width for a density (relative to an even spread): proportional to its square root, so that
+    the largest possible density (every point in one of the bins) reaches 0.95 and no density is clipped."""
+    return 0.95 * (torch.as_tensor(density, dtype=torch.float64).clamp_min(0) / bins).sqrt()
 
 
 def circle_points(reps):
@@ -473,16 +480,23 @@ def view_pairs(points, pairs=CIRCLE_PAIRS, seed=0):
 
 
 def draw_circle(ax, f_theta):
-    """One panel of Figure 3 from f_θ (2, M, D) of M images' two views: the circle's width is the density.
-    Returns the peak density (1: evenly spread; a collapse puts most points in one bin or two)."""
+    """One panel of Figure 3 from f_θ (2, M, D) of M images' two views: the ring's width is the density (ring_width;
+    dotted circles mark the densities of RING_KEY). Returns the peak density (1: evenly spread; a collapse puts
+    most points in one bin or two)."""
     points = circle_points(f_theta.flatten(0, 1))
     density = angular_density(points)
     theta = torch.linspace(-math.pi, math.pi, CIRCLE_BINS + 1)[:-1] + math.pi / CIRCLE_BINS  # bin centres
-    outer = 1 + (0.08 * density).clamp(max=0.9)
+    outer = 1 + ring_width(density).float()
     circle = torch.stack([theta.cos(), theta.sin()], 1)
+    closed = torch.cat([circle, circle[:1]])
+    for d in RING_KEY:
+        r = 1 + ring_width(d).item()
+        ax.plot(r * closed[:, 0], r * closed[:, 1], color="0.55", lw=0.5, ls=":")
+        ax.text(r * math.cos(math.pi / 4), r * math.sin(math.pi / 4), str(d), fontsize=6, color="0.4",
+                ha="left", va="bottom")
     ring = torch.cat([circle * outer[:, None], circle.flip(0)])
     ax.fill(ring[:, 0], ring[:, 1], color="tab:gray", alpha=0.6, lw=0)
-    ax.plot(circle[:, 0].tolist() + [circle[0, 0]], circle[:, 1].tolist() + [circle[0, 1]], color="k", lw=0.5)
+    ax.plot(closed[:, 0], closed[:, 1], color="k", lw=0.5)
     for pair in view_pairs(points):
         ax.plot(pair[:, 0], pair[:, 1], "-o", color="tab:blue", ms=3, lw=0.8)
     ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal", xticks=[], yticks=[])
@@ -498,6 +512,15 @@ def snapshots(results_dir, run, seed=0):
     return dict(sorted(found.items()))
 
 
+FIGURE3_CAPTION = (
+    "Figure 3: f_θ(x) of training images (two views each), PCA to 2-D (centred), normalised onto the circle.\n"
+    "Grey ring: the density over the angle, width ∝ √density (dotted circles: densities 1, 10, 50; 1 is an even "
+    "spread).\nPeak density: the densest of 72 angle bins. Spread: raft.py's collapse monitor on view 1 (1: spread "
+    "over the sphere,\n0: one point). A line joins an image's two views. A collapse shows as two opposite spikes, "
+    "not one point: centring\nremoves the common point, what is left varies mostly along one direction, and the two "
+    "ends of a line normalise to opposite points.")
+
+
 def plot_figure3(plt, results_dir):
     """Figure 3 (App. F.1) from the snapshots of seed 0, when any exist; their f_θ go to figure3.pt (float16,
     small enough to keep with the results), from which the figure is drawn again where the snapshots are gone."""
@@ -511,7 +534,7 @@ def plot_figure3(plt, results_dir):
     if not rows:
         return
     cols = max(len(snaps) for _, snaps in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.4 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.3 * cols, 2.6 * len(rows) + 0.9), squeeze=False)
     for r, (title, snaps) in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]
@@ -520,14 +543,14 @@ def plot_figure3(plt, results_dir):
                 continue
             epoch, f_theta = list(snaps.items())[c]
             peak = draw_circle(ax, f_theta)
-            ax.set_title(f"epoch {epoch}: peak density {peak:.1f}", fontsize=9)
+            ax.set_title(f"epoch {epoch}: peak density {peak:.1f}\nspread {raft.spread(f_theta[0].float()):.2f}",
+                         fontsize=9)
         axes[r, 0].set_ylabel(title, fontsize=9)
-    fig.suptitle("Figure 3: f_θ(x) of training images, PCA to 2-D, normalised onto the circle\n(width: density; "
-                 "peak density: the densest of 72 angle bins against an even spread; a line joins two views)",
-                 fontsize=10)
+    fig.suptitle(FIGURE3_CAPTION, fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(results_dir, "figure3.png"), dpi=110)
     plt.close(fig)
+    return fig
 
 
 def plot_curve(ax, results, key, label, log=False):
@@ -545,33 +568,87 @@ def plot_curve(ax, results, key, label, log=False):
         ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
 
 
+NICE = (1, 2, 5)  # the mantissas of a log axis's labelled ticks
+
+
+def log_axis(ax, values):
+    """A log y axis whose limits are labelled ticks around values, so that a label stands at or below the smallest
+    value and one at or above the largest, however narrow the range: ticks at 1, 2 and 5 × 10^k when the values
+    span two decades or less, else at 10^k."""
+    from matplotlib import ticker
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    ax.set_yscale("log")
+    if not values:
+        return
+    low, high = min(values), max(values)
+    subs = tuple(float(m) for m in NICE) if high / low <= 100 else (1.0,)
+    ticks = lambda v: [m * 10.0 ** k for m in subs for k in range(math.floor(math.log10(v)) - 1,
+                                                                     math.floor(math.log10(v)) + 2)]
+    lo = max(t for t in ticks(low) if t <= low * (1 + 1e-9))
+    hi = min(t for t in ticks(high) if t >= high * (1 - 1e-9))
+    if hi <= lo:  # one value, on a tick: the ticks either side
+        lo, hi = max(t for t in ticks(low) if t < lo), min(t for t in ticks(high) if t > hi)
+    ax.set_ylim(lo, hi)
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    # every major tick labelled (by default matplotlib labels only some mantissas when a range spans about a decade)
+    ax.yaxis.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(math.inf,) * 2))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def plotted(ax):
+    """Every y value drawn on ax: its lines and the edges of its bands."""
+    values = [float(y) for line in ax.lines for y in line.get_ydata()]
+    for band in ax.collections:
+        values += [float(y) for path in band.get_paths() for y in path.vertices[:, 1]]
+    return values
+
+
+def shared_legend(fig, axes, bottom=0.1):
+    """One legend for the figure, under the panels, where it covers no curve."""
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+            fig.tight_layout(rect=(0, bottom, 1, 1))
+            return
+    fig.tight_layout()
+
+
 def plot_figure4(plt, runs, results_dir):
-    panels = [("loss", "(a) training loss", False), ("uniform", "(b) L_uniform(f_θ), eq. 2", False),
-              ("knn_acc", "(c) kNN accuracy % (monitor, k = 20;\nthe paper plots the linear probe)", False),
-              ("align", "(d) L_align(q∘f_θ), eq. 1 (not in the paper's figure)", True)]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    panels = [("loss", "(a) training loss", "loss", False),
+              ("uniform", "(b) L_uniform(f_θ), eq. 2", "L_uniform(f_θ)", False),
+              ("knn_acc", "(c) kNN accuracy % (monitor, k = 20;\nthe paper plots the linear probe)", "kNN accuracy %",
+               False),
+              ("align", "(d) L_align(q∘f_θ), eq. 1 (not in the paper's figure)", "L_align(q∘f_θ)", True)]
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
     for label, name in FIGURE4:
-        for ax, (key, _, log) in zip(axes, panels):
+        for ax, (key, _, _, log) in zip(axes, panels):
             if runs.get(name):
                 plot_curve(ax, runs[name], key, label, log)
-    for ax, (_, title, log) in zip(axes, panels):
-        ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+    for ax, (_, title, ylabel, log) in zip(axes, panels):
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        if log:
+            log_axis(ax, plotted(ax))
     fig.suptitle("Figure 4: BYOL with each predictor (mean over seeds, band: min to max)")
-    fig.tight_layout()
+    shared_legend(fig, axes)
     fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110)
     plt.close(fig)
+    return fig
 
 
 def plot_figure5(plt, runs, results_dir):
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8), sharex=True)
-    for col, (title, curves) in enumerate(FIGURE5):
+    """Figure 5, one column per panel of the paper that has runs in results_dir; no figure when none has."""
+    columns = [(title, [(label, name) for label, name in curves if runs.get(name)]) for title, curves in FIGURE5]
+    columns = [(title, curves) for title, curves in columns if curves]
+    if not columns:
+        return None
+    fig, axes = plt.subplots(2, len(columns), figsize=(16 * len(columns) / 3 + 1, 8), sharex=True, squeeze=False)
+    for col, (title, curves) in enumerate(columns):
         for label, name in curves:
-            if runs.get(name):
-                plot_curve(axes[0, col], runs[name], "align", label, log=True)
-                plot_curve(axes[1, col], runs[name], "uniform", label)
-        axes[0, col].set(title=title, yscale="log", ylabel="L_align(q∘f_θ), eq. 1")
+            plot_curve(axes[0, col], runs[name], "align", label, log=True)
+            plot_curve(axes[1, col], runs[name], "uniform", label)
+        axes[0, col].set(title=title, ylabel="L_align(q∘f_θ), eq. 1")
+        log_axis(axes[0, col], plotted(axes[0, col]))
         axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")
         if axes[0, col].get_legend_handles_labels()[0]:
             axes[0, col].legend(fontsize=8)
@@ -579,6 +656,7 @@ def plot_figure5(plt, runs, results_dir):
     fig.tight_layout()
     fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110)
     plt.close(fig)
+    return fig
 
 
 def plot_figures(runs, results_dir):

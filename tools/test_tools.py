@@ -173,6 +173,40 @@ echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
     assert [device[out] for out in order] == [["3", "5"][i % 2] for i in range(len(order))]
 
 
+def printed(**env):
+    """run_all.sh PRINT=1 for two runs: exit status, stderr, and (seed, results file) of each printed command."""
+    res = run_all({"PRINT": "1", "RUNS": "byol-np,rand", "OUT_DIR": "/out", "SEEDS": "", **env}, cwd=REPO)
+    commands = res.stdout.splitlines()
+    seed_and_file = lambda c: (c.split("--seed ")[1].split()[0], os.path.basename(c.split("--out ")[1].split()[0]))
+    return res.returncode, res.stderr, [seed_and_file(c) for c in commands]
+
+
+def test_seeds_are_a_count_or_a_list_so_any_seed_runs_alone():
+    assert printed(SEEDS="2")[2] == [("0", "rand-s0.json"), ("1", "rand-s1.json"), ("0", "byol-np-s0.json"),
+                                     ("1", "byol-np-s1.json")]  # a count: seeds 0..SEEDS-1
+    assert printed(SEED_LIST="1")[2] == [("1", "rand-s1.json"), ("1", "byol-np-s1.json")]  # seed 1 alone
+    status, _, runs = printed(SEED_LIST="2,0,2")  # the seeds given, each once, in their order
+    assert status == 0 and runs == [("2", "rand-s2.json"), ("0", "rand-s0.json"), ("2", "byol-np-s2.json"),
+                                    ("0", "byol-np-s0.json")]
+    for env, says in [(dict(SEEDS="0,2"), "SEED_LIST"), (dict(SEEDS="1", SEED_LIST="1"), "not both"),
+                      (dict(SEED_LIST="1,,2"), "SEED_LIST must"), (dict(SEED_LIST="01"), "SEED_LIST must"),
+                      (dict(SEEDS="0"), "SEEDS must")]:
+        status, stderr, runs = printed(**env)
+        assert status == 2 and says in stderr and not runs, env  # a mistake: one line, nothing printed
+
+
+def test_demo_profile_runs_byol_with_and_without_predictor_on_the_cpu():
+    res = run_all(dict(PRINT="1", PROFILE="demo", SEEDS="", EPOCHS="", TRAIN_SUBSET="", ARGS=""), cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    commands = res.stdout.splitlines()
+    outs = [c.split("--out ")[1].split()[0] for c in commands]
+    assert [os.path.relpath(o, REPO) for o in outs] == [f"results/demo/{n}-s0.json" for n in ("byol-mlp", "byol-np",
+                                                                                              "raft-np")]
+    for c in commands:
+        assert c.startswith("OMP_NUM_THREADS=1 ") and "--device cpu" in c and "--encoder small" in c
+    assert "--predictor none" in commands[1] and "--predictor mlp" in commands[0]
+
+
 # -----------------------------------------------------------------------------
 # The benchmark, on the CPU (the CUDA graph check runs on CUDA only)
 
@@ -233,7 +267,7 @@ def test_figures_are_drawn_from_results_and_snapshots(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    for name in ("byol-mlp", "byol-np", "supervised"):
+    for name in ("byol-mlp", "byol-np", "supervised", "raft-np"):
         result = fake_result(0, 50.0)
         result["history"][1]["knn_acc"] = 30.0  # the kNN monitor ran at epoch 2 only
         (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
@@ -252,6 +286,79 @@ def test_figures_are_drawn_from_results_and_snapshots(tmp_path):
     tables.plot_curve(ax, tables.load_results(str(tmp_path))["byol-np"], "knn_acc", "BYOL-NP")
     assert list(ax.lines[0].get_xdata()) == [2] and list(ax.lines[0].get_ydata()) == [30.0]
     plt.close(fig)
+
+
+def test_ring_width_tells_every_density_apart_within_the_panel():
+    """Figure 3's ring: a wider ring for every larger density up to all points in one bin (no clipping: 17.7 and
+    25.5, BYOL-NP's peaks at epochs 1 and 7 of results/cpu, look different), inside the panel's ±2."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    densities = torch.linspace(0, tables.CIRCLE_BINS, 721)
+    widths = tables.ring_width(densities)
+    assert (widths.diff() > 0).all() and widths.max() <= 0.95
+    assert tables.ring_width(25.5) - tables.ring_width(17.7) > 0.05
+    fig, ax = plt.subplots()
+    collapsed = torch.randn(2, 64, 128) * torch.tensor([1.0] + [1e-4] * 127)  # varies along one direction only
+    peak = tables.draw_circle(ax, collapsed)
+    ring = ax.patches[0].get_xy()  # the grey ring drawn: its outer edge reaches 1 + ring_width(peak)
+    assert abs(torch.tensor(ring).norm(dim=1).max().item() - 1 - tables.ring_width(peak).item()) < 1e-3
+    assert peak > 20  # two opposite spikes: half the points in each of two bins
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("low,high", [(0.22, 1.75), (4e-3, 0.35), (1.2e-10, 9e-10), (0.5, 0.6), (1.0, 1.0)])
+def test_a_log_axis_has_labelled_ticks_below_and_above_its_values(low, high):
+    """Figure 5(b) had no tick label above 10^0 for values up to 1.75: a label at or below the smallest value and
+    one at or above the largest, whatever the range."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [low, high])
+    tables.log_axis(ax, tables.plotted(ax))
+    fig.canvas.draw()
+    bottom, top = ax.get_ylim()
+    labelled = [t.get_loc() for t in ax.yaxis.get_major_ticks()
+                if t.label1.get_visible() and t.label1.get_text() and bottom * 0.999 <= t.get_loc() <= top * 1.001]
+    assert min(labelled) <= low and max(labelled) >= high and len(labelled) >= 2, labelled
+    plt.close(fig)
+
+
+def test_figure4_legend_covers_no_curve_and_figure5_draws_only_panels_with_runs(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = {name: [fake_result(0, 50.0)] for name in ("byol-mlp", "byol-np", "raft-np", "raft-np-b10")}
+    fig = tables.plot_figure4(plt, runs, str(tmp_path))
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)  # one legend, under the panels
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    fig = tables.plot_figure5(plt, runs, str(tmp_path))  # RAFT-NP's runs only: its column alone
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["(b) RAFT-NP"] and len(fig.axes) == 2
+    (tmp_path / "figure5.png").unlink()
+    assert tables.plot_figure5(plt, {"byol-mlp": runs["byol-mlp"]}, str(tmp_path)) is None  # no run of Figure 5
+    assert not (tmp_path / "figure5.png").exists()  # no empty axes
+
+
+def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
+    import demo
+    for name, spreads in [("byol-mlp", [0.6, 0.5, 0.45]), ("byol-np", [0.5, 0.09, 0.05]), ("raft-np", [0.7, 0.6, 0.5])]:
+        result = fake_result(0, {"byol-mlp": 40.0, "byol-np": 30.0, "raft-np": 20.0}[name])
+        result["config"].update(encoder="small", image_size=16, train_subset=1280, batch_size=64, tau=0.996,
+                                eval_epochs=50, probe="features", epochs=3)
+        for row, s in zip(result["history"], spreads):
+            row["spread"] = s
+        (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
+    demo.main([str(tmp_path)])
+    table = (tmp_path / "demo.md").read_text()
+    assert table in capsys.readouterr().out  # printed too
+    cells = lambda label: [c.strip() for c in row_of(table, label)[0].split("|")[2:-1]]  # after the run's name
+    # seed, epochs, then the last epoch's L_align, L_uniform, spread, the collapse's epoch, the probe's accuracy
+    assert cells("BYOL-NP, no predictor (`byol-np`)")[:7] == ["0", "3", "0.002", "-2", "0.050", "epoch 2", "30.00"]
+    assert cells("BYOL, MLP predictor (`byol-mlp`)")[5] == "no"
+    assert "collapsed (below 0.1) from epoch 2" in table and "not collapsed (never below 0.1; lowest 0.450)" in table
+    assert "1,280 training images, batch 64, 3 epochs (60 steps)" in table
+    assert (tmp_path / "demo.png").stat().st_size > 10000
 
 
 # -----------------------------------------------------------------------------

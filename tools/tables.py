@@ -161,7 +161,8 @@ def per_seed(values, fmt="{:.4g}"):
 
 
 TRAJECTORY_COLUMNS = {"loss": "loss", "align": "L_align, eq. 1", "uniform": "L_uniform, eq. 2", "knn_acc": "kNN acc. %",
-                      "images_per_s": "images/s"}
+                      "cross_model": "L_cross-model, eq. 5", "byol_loss": "L_BYOL, eq. 3", "spread": "spread of f_θ",
+                      "w_identity_gap": "‖W − I‖/‖I‖", "images_per_s": "images/s"}
 
 
 def trajectories_markdown(runs):
@@ -171,7 +172,10 @@ def trajectories_markdown(runs):
              "Each cell: one value per seed, in seed order, separated by ' / '. Linear acc.: the probe's test "
              "accuracy, mean of its last 10 epochs and at its last epoch. Per training epoch: the mean over the "
              "epoch's batches of the loss, of L_align (eq. 1) and of L_uniform (eq. 2), as logged in the results "
-             "file's history, and the kNN monitor where the run had it (--knn-every).", ""]
+             "file's history, and the kNN monitor where the run had it (--knn-every); where the file logs them, "
+             "L_cross-model (eq. 5) and L_BYOL (eq. 3), both symmetrised and measured whatever the loss trained, the "
+             "spread of f_θ (√D × the std of its normalised outputs across the batch: 1 spread, 0 collapsed) and, "
+             "for a linear predictor, ||W − I||_F/||I||_F at the epoch's end.", ""]
     for name, flags in RUNS.items():
         res = sorted(runs.get(name, []), key=lambda r: r["config"]["seed"])
         if not res:

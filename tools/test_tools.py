@@ -452,3 +452,15 @@ def test_identical_lists_added_keys_apart_and_still_compares_every_shared_number
     (tmp_path / "new.json").write_text(json.dumps(new))      # history's length differs
     assert not compare.identical(tmp_path / "old.json", tmp_path / "new.json")
     assert "history: 3 entries != 4 entries" in capsys.readouterr().out
+
+
+def test_trajectories_show_the_new_metrics_only_where_logged(tmp_path):
+    old, new = fake_result(0, 30.0), fake_result(1, 31.0)
+    for row in new["history"]:
+        row.update(spread=0.25, w_identity_gap=1.5, cross_model=0.1, byol_loss=0.3)
+    text = tables.trajectories_markdown({"byol-lp": [old, new], "byol-np": [fake_result(0, 20.0)]})
+    lp, np_ = text.split("## byol-np")[0], text.split("## byol-np")[1]
+    assert "| epoch | loss | L_align, eq. 1 | L_uniform, eq. 2 | L_cross-model, eq. 5 | L_BYOL, eq. 3 | spread of f_θ " \
+           "| ‖W − I‖/‖I‖ |" in lp
+    assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 | - / 0.1 | - / 0.3 | - / 0.25 | - / 1.5 |" in lp  # a file without
+    assert "spread" not in np_  # them: '-'; a run whose files all lack them: no column

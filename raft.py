@@ -344,7 +344,7 @@ def end_of_epoch(epoch, means, dt, seconds, history, model, teacher, opt, data, 
         row["w_identity_gap"] = identity_gap(model.predictor)
     history.append(row)
     log_row(row)
-    if row["spread"] < COLLAPSE_SPREAD and all(r["spread"] >= COLLAPSE_SPREAD for r in history[:-1]):
+    if row["spread"] < COLLAPSE_SPREAD and all(r.get("spread", 1) >= COLLAPSE_SPREAD for r in history[:-1]):
         print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
               f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
               f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# First contact with a CUDA machine in one command: about 8 minutes in all, every step under its own time limit;
+# a step that fails is recorded and the next one runs.
+#   1. tools/bench.py: the CUDA graph step checked against the eager one, then the step's speed eager and graphed,
+#      the augmentation and both probes (bench.json); again with --compile (bench-compile.json)
+#   2. each GPU-only option for a few steps of a tiny real run (runs/), side by side after the first
+#   3. the tests
+#   4. PROFILE=quick bash run_all.sh as far as the time left allows (quick/), then tools/tables.py on what finished
+# Everything goes to one folder, to be committed as results/<gpu>-<date>/: one log per step (logs/), the JSON files,
+# the tables, environment.txt (GPUs, versions, commit) and summary.txt (each step, its outcome, exit status, wall
+# time and command). Weights and checkpoints (*.pt, *.ckpt) are deleted at the end, except figure3.pt.
+#
+#   bash tools/gpu_check.sh [OUT]                   # OUT default: results/<gpu name>-<date>
+#   DATA_DIR=data/cifar10 bash tools/gpu_check.sh   # CIFAR-10 from an ImageFolder copy (no download)
+#   DRY_RUN=1 bash tools/gpu_check.sh /tmp/check    # check and print every step's command line, run nothing
+#
+# Knobs (environment): OUT (the folder, if not given as the argument), DATA_DIR (CIFAR-10 as torchvision downloads
+# it, downloaded there when missing, or DIR/{train,test}/<class>/<image>; default data), BUDGET (seconds in all;
+# default 470), PYTHON (default python), DRY_RUN=1.
+# Every raft.py and bench.py command line below is first parsed by raft.py's own parser (step "flags"), so a
+# misspelt flag shows on any machine. Without CUDA the script names the steps it skips (the CUDA-only ones) and
+# runs the others at CPU size in a few minutes: the benchmark and the tiny runs small with --device cpu (not --amp),
+# the tests collected only (CI runs them), run_all.sh's commands printed (PRINT=1). Exit status 1 if a step failed.
+set -uo pipefail
+export PYTHONUNBUFFERED=1  # each log complete up to the moment its step is stopped
+
+PY=${PYTHON:-python}
+BUDGET=${BUDGET:-470}
+DRY_RUN=${DRY_RUN:-0}
+DATA_DIR=$(realpath -m "${DATA_DIR:-data}")  # paths as the user meant them, before the cd below
+OUT=${1:-${OUT:-}}
+[ -z "$OUT" ] || OUT=$(realpath -m "$OUT")
+cd "$(dirname "$0")/.." || exit 2
+deadline=$((SECONDS + BUDGET))
+
+# the machine: the number of CUDA devices, the first one's name, the versions
+{ read -r ngpu gpu; read -r versions; } < <($PY -c 'import sys, torch, torchvision; n = torch.cuda.device_count()
+print(n, torch.cuda.get_device_name(0) if n else "cpu")
+print("python", sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__,
+      "CUDA", torch.version.cuda)')
+ngpu=${ngpu:-0} gpu=${gpu:-cpu}
+slug=$(echo "$gpu" | tr '[:upper:]' '[:lower:]' | sed 's/[^a-z0-9]\+/-/g; s/^-//; s/-$//')
+OUT=${OUT:-$(realpath -m "results/$slug-$(date -u +%Y-%m-%d)")}
+mkdir -p "$OUT/logs" "$OUT/runs" "$OUT/quick" || exit 2
+rel() {  # a path inside the repository relative to it, as run_all.sh does: the results hold no path of this machine
+  local r; r=$(realpath -m --relative-to=. "$1"); [[ $r == ../* ]] && echo "$1" || echo "$r"
+}
+DATA_DIR=$(rel "$DATA_DIR") OUT=$(rel "$OUT")
+summary=$OUT/summary.txt
+
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null)"; git status --short 2>/dev/null | sed 's/^/  /'
+  echo "${versions:-torch not importable by $PY}; $ngpu CUDA devices"
+  echo "cpu: $(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(grep -c ^processor /proc/cpuinfo) logical cores"
+  command -v nvidia-smi > /dev/null && timeout 30 nvidia-smi
+} > "$OUT/environment.txt" 2>&1
+
+declare -A pid started command also_ok
+failed=0
+
+record() {  # record NAME EXIT SECONDS OUTCOME: one line in the summary (and on the screen), the command below it
+  local name=$1 status=$2 wall=$3 outcome=$4
+  printf '%-22s %5s %8s  %s\n' "$name" "$status" "$wall" "$outcome" | tee -a "$summary"
+  printf '%-22s %s\n' "" "${command[$name]}" >> "$summary"
+}
+
+start() {  # start NAME CAP COMMAND...: COMMAND in the background, limited to CAP seconds and the time left
+  local name=$1 cap=$2; shift 2
+  local limit=$((deadline - SECONDS < cap ? deadline - SECONDS : cap))
+  command[$name]=${command[$name]:-$*}
+  if [ "$DRY_RUN" = 1 ] && [ "$name" != flags ]; then
+    record "$name" - - "dry run"
+  elif [ "$limit" -lt 10 ]; then
+    record "$name" - - "skipped: no time left"
+  else
+    started[$name]=$SECONDS
+    timeout -k 10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1 &
+    pid[$name]=$!
+  fi
+}
+
+finish() {  # finish NAME: wait for the step; its outcome: ok, refused (a one-line error, where also_ok allows it),
+            # stopped (its time limit; a failure unless also_ok allows it), failed
+  local name=$1 status outcome
+  [ -n "${pid[$name]:-}" ] || return 0
+  wait "${pid[$name]}"; status=$?
+  unset "pid[$name]"
+  local log=$OUT/logs/$name.log last
+  last=$(tail -n 1 "$log" | cut -c 1-200)
+  if [ "$status" = 0 ]; then outcome=ok
+  elif [ "$status" = 124 ] || [ "$status" = 137 ]; then outcome="stopped at its time limit"
+  elif [ "${also_ok[$name]:-}" = refused ] && ! grep -q Traceback "$log" && [[ $last == *error:* ]]; then
+    outcome="refused: $last"
+  else outcome="failed: $last"
+  fi
+  [ "$outcome" = ok ] || [[ $outcome == "${also_ok[$name]:-ok}"* ]] || failed=$((failed + 1))
+  record "$name" "$status" $((SECONDS - started[$name])) "$outcome"
+}
+
+step() { start "$@" && finish "$1"; }  # the same, waiting for it
+skip() { command[$1]="$3"; record "$1" - - "skipped: $2"; }  # skip NAME WHY COMMAND
+
+clean() { find "$OUT" \( -name '*.pt' -o -name '*.ckpt' \) ! -name figure3.pt -delete; }
+stop() {  # Ctrl-C or a kill: stop the running steps (timeout passes the signal on to each step's processes)
+  for p in "${pid[@]}"; do kill -TERM "$p" 2> /dev/null; done
+  wait
+  clean
+  echo "stopped by a signal after $SECONDS s" | tee -a "$summary"
+  exit 130
+}
+trap stop INT TERM
+
+if [ "$ngpu" -gt 0 ]; then
+  bench=(--out "$OUT/bench.json")  # the paper's setup: ResNet18, 96 px, batch 128
+  tiny=(--data-dir "$DATA_DIR" --train-subset 1024 --epochs 1 --eval-epochs 1 --image-size 32 --knn-every 0)
+else
+  bench=(--device cpu --encoder small --image-size 32 --batch-size 32 --train-subset 256 --eval-epochs 1
+         --out "$OUT/bench.json")
+  tiny=(--device cpu --encoder small --data-dir "$DATA_DIR" --train-subset 64 --batch-size 32 --epochs 1
+        --eval-epochs 1 --image-size 32 --knn-every 0)
+fi
+runs=(  # NAME FLAGS: a tiny real run for each GPU-only option (its flags after the tiny setup, so they win)
+  "amp --amp"  # first and alone: the plain GPU run, and the CIFAR-10 download if DATA_DIR has none
+  "no-amp --no-amp"
+  "compile --compile"
+  "graph-authors-jitter --cuda-graph --color-jitter authors"
+  "graph-rand-baseline --cuda-graph --epochs 0"
+  "graph-compile --cuda-graph --compile"
+  "cuda1 --device cuda:1"
+  "cuda1-graph --device cuda:1 --cuda-graph"
+)
+gpus=$(seq -s, 0 $((ngpu - 1)))  # run_all.sh deals its runs to all of them
+
+{ printf '# tools/gpu_check.sh on %s (%s CUDA devices), %s, budget %s s\n' "$gpu" "$ngpu" \
+    "$(date -u '+%Y-%m-%d %H:%M UTC')" "$BUDGET"
+  printf '%-22s %5s %8s  %s\n' step exit seconds outcome; } | tee "$summary"
+
+# 0. every command line parsed by raft.py's parser (bench.py takes the same flags)
+parse='import raft, shlex, sys
+lines, sys.argv[0] = sys.argv[1:], "raft.py"
+for line in lines:
+    raft.parser().parse_args(shlex.split(line))  # a misspelt flag or value: its one-line error, exit 1
+print(len(lines), "command lines parsed")'
+lines=("${bench[*]}" "${bench[*]} --compile")
+for entry in "${runs[@]}"; do lines+=("${tiny[*]} ${entry#* } --out $OUT/runs/${entry%% *}.json"); done
+command[flags]="$PY -c <raft.parser().parse_args on each command line below>"
+step flags 60 "$PY" -c "$parse" "${lines[@]}"
+
+# 1. the graph check and the benchmark
+if [ "$ngpu" -gt 0 ]; then
+  step bench 120 "$PY" tools/bench.py "${bench[@]}"
+  step bench-compile 150 "$PY" tools/bench.py "${bench[@]/bench.json/bench-compile.json}" --compile
+else
+  step bench 120 "$PY" tools/bench.py "${bench[@]}"  # no graph check without CUDA
+  skip bench-compile "no CUDA device (the compile run below covers --compile)" \
+    "$PY tools/bench.py ${bench[*]/bench.json/bench-compile.json} --compile"
+fi
+
+# 2. the tiny runs: the first alone, then the others at once on the GPU (one after another on a CPU)
+for entry in "${runs[@]}"; do
+  name=${entry%% *} flags=${entry#* }
+  also_ok[$name]=refused  # a combination refused up front with a one-line error is an answer, not a crash
+  cmd=("$PY" raft.py "${tiny[@]}" $flags --out "$OUT/runs/$name.json")
+  if [[ $flags == *cuda:1* ]] && [ "$ngpu" -lt 2 ]; then skip "$name" "needs two CUDA devices" "${cmd[*]}"
+  elif [[ $flags == *cuda-graph* ]] && [ "$ngpu" -lt 1 ]; then skip "$name" "needs a CUDA device" "${cmd[*]}"
+  elif [ "$flags" = --amp ] && [ "$ngpu" -lt 1 ]; then skip "$name" "bf16 on a CPU: its probe takes minutes" "${cmd[*]}"
+  elif [ "$name" = amp ] || [ "$ngpu" -lt 1 ]; then step "$name" 180 "${cmd[@]}"
+  else start "$name" 180 "${cmd[@]}"
+  fi
+done
+for entry in "${runs[@]}"; do finish "${entry%% *}"; done
+
+# 3. the tests
+if [ "$ngpu" -gt 0 ]; then
+  step tests 300 "$PY" -m pytest -q test_raft.py tools
+else
+  step tests-collected 120 "$PY" -m pytest -q --collect-only test_raft.py tools  # CI (.ci/run) runs them
+fi
+
+# 4. PROFILE=quick as far as the time left allows (run_all.sh resumes it), 45 s kept for the tables
+quick=(env PROFILE=quick DATA_DIR="$DATA_DIR" OUT_DIR="$OUT/quick" PYTHON="$PY")
+if [ "$ngpu" -gt 0 ]; then
+  also_ok[quick]=stopped  # its time limit is expected: the tables gather the runs that finished
+  step quick $((deadline - SECONDS - 45)) "${quick[@]}" GPUS="$gpus" bash run_all.sh
+else
+  step quick-printed 30 "${quick[@]}" PRINT=1 bash run_all.sh
+fi
+step tables 45 "$PY" tools/tables.py "$OUT/quick"
+
+clean
+echo "$failed failed; ${SECONDS} s in all; summary: $summary" | tee -a "$summary"
+[ "$failed" = 0 ]

@@ -110,6 +110,12 @@ def main(argv=None):
     text = demo_markdown(runs)
     raft.save_atomically(text, os.path.join(results_dir, "demo.md"), save=raft.write_text)
     print(text, end="")
+    for _, name, res in demo_runs(runs):  # raft.py's own line, where a run printed it into its log
+        for r in res:
+            log = os.path.join(results_dir, "logs", f"{name}-s{r['config']['seed']}.log")
+            said = [line.strip() for line in open(log)] if os.path.exists(log) else []
+            for line in [line for line in said if line.startswith("collapse:")][:1]:
+                print(f"{name} seed {r['config']['seed']}, raft.py said: {line}")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

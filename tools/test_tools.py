@@ -349,9 +349,13 @@ def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
         for row, s in zip(result["history"], spreads):
             row["spread"] = s
         (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "byol-np-s0.log").write_text("epoch 2 ...\ncollapse: the spread fell to 0.090\nepoch 3 ...\n")
     demo.main([str(tmp_path)])
     table = (tmp_path / "demo.md").read_text()
-    assert table in capsys.readouterr().out  # printed too
+    out = capsys.readouterr().out
+    assert table in out  # printed too, with raft.py's own line from the run's log
+    assert "byol-np seed 0, raft.py said: collapse: the spread fell to 0.090" in out
     cells = lambda label: [c.strip() for c in row_of(table, label)[0].split("|")[2:-1]]  # after the run's name
     # seed, epochs, then the last epoch's L_align, L_uniform, spread, the collapse's epoch, the probe's accuracy
     assert cells("BYOL-NP, no predictor (`byol-np`)")[:7] == ["0", "3", "0.002", "-2", "0.050", "epoch 2", "30.00"]

@@ -24,6 +24,15 @@
 # trajectories.md and the figures (tools/tables.py); with PROFILE=demo instead OUT_DIR/demo.md and
 # demo.png (tools/demo.py), the table printed. The first run runs alone when CIFAR-10 is not in
 # DATA_DIR yet, so that it is downloaded once.
+#
+# On a cluster: PRINT=1 prints one self-contained command per run and runs nothing (put CIFAR-10 in DATA_DIR
+# first, so that the runs do not all download it at once); tools/tables.py gathers whatever has finished:
+#   PRINT=1 DATA_DIR=/shared/cifar10 OUT_DIR=/shared/raft bash run_all.sh > commands.txt
+#   sbatch --array=1-$(wc -l < commands.txt) --gres=gpu:1 --wrap 'bash -c "$(sed -n ${SLURM_ARRAY_TASK_ID}p commands.txt)"'
+#   python tools/tables.py /shared/raft
+# A smoke run of the whole script on a CPU (every run, tiny settings; the accuracies mean nothing):
+#   EPOCHS=1 TRAIN_SUBSET=500 SEEDS=1 DATA_DIR=data/cifar10 OUT_DIR=/tmp/smoke \
+#     ARGS="--encoder small --image-size 16 --eval-epochs 5 --knn-every 0" bash run_all.sh
 set -uo pipefail
 error() { echo "run_all.sh: error: $*" >&2; exit 2; }
 

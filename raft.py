@@ -90,7 +90,7 @@ def cross_model_loss(z1, z2, z_prime1, z_prime2, tangent=False):
     return 0.5 * (sq_dist(z1, z_prime1, tangent).mean() + sq_dist(z2, z_prime2, tangent).mean())
 
 def objective(z1, z2, z_prime1, z_prime2, args):
-    """The loss --loss selects. (eq. 7, Theorem 4.1's bound, is checked in test_raft.py and on every run's log.)"""
+    """The loss --loss selects. (eq. 7, Theorem 4.1's bound, is checked in test_raft.py and in every run's history.)"""
     if args.loss == "byol":
         return byol_loss(z1, z2, z_prime1, z_prime2, args.tangent)  # eq. 3
     align = align_loss(z1, z2)
@@ -137,7 +137,7 @@ def theorem_metrics(z1, z2, f1, f2, z_prime1, z_prime2, args):
 
 @torch.no_grad()
 def step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args):
-    """The METRICS of one step, as one tensor on the device (read by the host once per epoch)."""
+    """The METRICS of one step, as one tensor on the device (summed, and read by the host after the epoch)."""
     return torch.stack([loss.detach(), *table_metrics(z1, z2, f1, args),
                         *theorem_metrics(z1, z2, f1, f2, z_prime1, z_prime2, args)])
 
@@ -241,7 +241,8 @@ def build(args):
 # Algorithm 1 (App. E)
 
 def forward(model, teacher, v):
-    """One view v (B, 3, S, S) as one BatchNorm batch. Returns z = q_w(f_θ(v)), f = f_θ(v), z′ = f_ξ(v), (B, 128)."""
+    """One view v (B, 3, S, S) as one BatchNorm batch. Returns z = q_w(f_θ(v)), f = f_θ(v), z′ = f_ξ(v), each (B, 128)
+    (z: the head's logits, (B, 10), for --loss supervised)."""
     h = model.encoder(to_gpu_layout(v))
     with torch.no_grad():  # the teacher runs in train mode (batch statistics), as BYOL's target
         h_teacher = teacher.encoder(to_gpu_layout(v))
@@ -274,7 +275,7 @@ def train_step(model, teacher, opt, x, tau, args, labels=None):
     if args.loss == "supervised":  # Figure 3(a)'s reference: z1, z2 are the linear head's logits
         loss = supervised_loss(z1, z2, labels)
     else:
-        loss = objective(z1, z2, z_prime1, z_prime2, args)  # lines 7-9: α l_align ∓ β l_cross-model (eqs. 6, 8)
+        loss = objective(z1, z2, z_prime1, z_prime2, args)  # lines 7-8: l_align, ∓ l_cross-model (eqs. 6, 8; BYOL: 3)
     opt.zero_grad(set_to_none=True)
     loss.backward()  # line 10
     opt.step()  # line 11: θ, w <- Adam
@@ -329,12 +330,13 @@ def rand_baseline(model, teacher, data, args):
     return history, seconds
 
 def end_of_epoch(epoch, means, dt, seconds, history, model, teacher, opt, data, args):
-    """The bookkeeping after an epoch: the one host sync of the epoch, the finite check, the row (kNN monitor, ||W - I||
-    of a linear predictor), the collapse notice, Figure 3's snapshots and the checkpoint."""
+    """The bookkeeping after an epoch: the epoch's metrics read by the host, the finite check, the row (kNN monitor,
+    ||W - I|| of a linear predictor), the collapse notice, Figure 3's snapshots and the checkpoint."""
     means = dict(zip(METRICS, means.tolist()))
-    if not all(map(math.isfinite, means.values())):
-        fail(f"the loss became {means['loss']} at epoch {epoch + 1}; "
-             f"the last checkpoint ({args.out}.ckpt, if any) is kept")
+    for name, value in means.items():
+        if not math.isfinite(value):
+            fail(f"the {name} became {value} at epoch {epoch + 1}; "
+                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
     epochs = max(args.epochs, 1)
     row = dict(epoch=epoch + 1, **means, images_per_s=len(data["train"][1]) // args.batch_size * args.batch_size / dt,
                seconds=seconds, eta_s=seconds / (epoch + 1) * (epochs - epoch - 1))
@@ -530,8 +532,8 @@ def probe_epoch(clf, opt, encoder, images, labels, feats, image_size, amp=False)
     """One epoch of the classifier, batch 512. feats None: the authors' probe, new crops and flips of the
     training images every epoch with their features recomputed; else the precomputed features (--probe features)."""
     for idx in torch.randperm(len(labels), device=labels.device).split(PROBE_BATCH):
-        f = features(encoder, images[idx], image_size, crop=True, amp=amp) if feats is None else feats[idx]
-        loss = F.cross_entropy(clf(f), labels[idx])
+        h = features(encoder, images[idx], image_size, crop=True, amp=amp) if feats is None else feats[idx]
+        loss = F.cross_entropy(clf(h), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -556,7 +558,7 @@ def linear_eval(encoder, data, args):
 
 # =============================================================================
 # What serves the method: the command line, data loading, results files and checkpoints, main, and (last) the
-# speed machinery. Nothing below changes what a run computes.
+# speed machinery.
 
 # -----------------------------------------------------------------------------
 # Command line
@@ -847,7 +849,8 @@ def load_checkpoint(model, teacher, opt, args):
 def table_values(history):
     """Tables 1 and 3 report L_align and L_uniform as the mean over the last 10 epochs of training (Table 1 caption)."""
     last = history[-10:]
-    return {k: sum(r[k] for r in last) / len(last) for k in METRICS[1:]}
+    have = lambda k: [r[k] for r in last if k in r]  # a checkpoint of an older raft.py lacks the newer metrics
+    return {k: sum(have(k)) / len(have(k)) for k in METRICS[1:] if have(k)}
 
 def save_weights(model, teacher, args):
     """OUT.pt: the trained networks and the configuration (README: loading the encoder)."""

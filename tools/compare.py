@@ -46,7 +46,8 @@ NOT_COMPARED = {"seconds", "images_per_s", "eta_s", "versions", "data_dir", "out
 def flat(obj, prefix=""):
     """{path: value} of a results file's JSON, without the clock, the versions and the paths."""
     if isinstance(obj, dict):
-        return {k: v for key, val in obj.items() if key not in NOT_COMPARED for k, v in flat(val, f"{prefix}{key}.").items()}
+        return {k: v for key, val in obj.items() if key not in NOT_COMPARED
+                for k, v in flat(val, f"{prefix}{key}.").items()}
     if isinstance(obj, list):
         return {k: v for i, val in enumerate(obj) for k, v in flat(val, f"{prefix}{i}.").items()}
     return {prefix.rstrip("."): obj}
@@ -61,7 +62,8 @@ def load(path):
 
 
 def list_lengths(obj, prefix=""):
-    """{path: length} of every list in a results file's JSON (the history's epochs, the probe's), outside NOT_COMPARED."""
+    """{path: length} of every list in a results file's JSON (the history's epochs, the probe's), outside
+    NOT_COMPARED."""
     if isinstance(obj, dict):
         return {k: v for key, val in obj.items() if key not in NOT_COMPARED
                 for k, v in list_lengths(val, f"{prefix}{key}.").items()}

@@ -464,7 +464,8 @@ def test_trajectories_show_the_new_metrics_only_where_logged(tmp_path):
         row.update(spread=0.25, w_identity_gap=1.5, cross_model=0.1, byol_loss=0.3)
     text = tables.trajectories_markdown({"byol-lp": [old, new], "byol-np": [fake_result(0, 20.0)]})
     lp, np_ = text.split("## byol-np")[0], text.split("## byol-np")[1]
-    assert "| epoch | loss | L_align, eq. 1 | L_uniform, eq. 2 | L_cross-model, eq. 5 | L_BYOL, eq. 3 | spread of f_θ " \
-           "| ‖W − I‖/‖I‖ |" in lp
-    assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 | - / 0.1 | - / 0.3 | - / 0.25 | - / 1.5 |" in lp  # a file without
-    assert "spread" not in np_  # them: '-'; a run whose files all lack them: no column
+    assert ("| epoch | loss | L_align, eq. 1 | L_uniform, eq. 2 | L_cross-model, eq. 5 | L_BYOL, eq. 3 "
+            "| spread of f_θ | ‖W − I‖/‖I‖ |") in lp
+    # a file without the new metrics: '-'; a run whose files all lack them: no column
+    assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 | - / 0.1 | - / 0.3 | - / 0.25 | - / 1.5 |" in lp
+    assert "spread" not in np_

@@ -11,6 +11,7 @@ authors' log); L_uniform over all pairs (eq. 2) or over consecutive pairs of the
 
     python results/rand-baseline/measure.py DATA_DIR > results/rand-baseline/measured.md
 """
+import datetime
 import os
 import sys
 
@@ -27,7 +28,20 @@ def forms(a, b):
             raft.uniform_loss(a).item(), (consecutive(first_a) + consecutive(first_b)) / 2]
 
 
+def provenance():
+    """What made the table: the date, the code (raft.py's commit; modified: uncommitted changes), the versions, the CPU."""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpus = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:  # not Linux
+        cpus = []
+    cpu = f"{cpus[0]}, {len(cpus)} logical cores" if cpus else "unknown CPU"
+    return f"Made {date} by `measure.py` with {raft.versions()}, on {cpu} ({torch.get_num_threads()} threads)."
+
+
 def main(data_dir):
+    print(f"Output of `python results/rand-baseline/measure.py {data_dir}`. {provenance()}\n")
     print("| setup | seed | BatchNorm | output | L_align, eq. 1 | L_align, authors' log (/D) | L_uniform, eq. 2 | L_uniform, authors' log |")
     print("|---|---|---|---|---|---|---|---|")
     for size, stem in [(96, "imagenet"), (32, "cifar")]:

@@ -1,9 +1,11 @@
-"""Tests of the tools around raft.py: the tables (tools/tables.py), run_all.sh, the benchmark (tools/bench.py).
-CPU only, synthetic data:  python -m pytest -q test_raft.py tools
+"""Tests of the tools around raft.py: the tables (tools/tables.py), run_all.sh, the benchmark (tools/bench.py), the
+documentation's links. CPU only, synthetic data:  python -m pytest -q test_raft.py tools
 """
 
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -469,3 +471,21 @@ def test_trajectories_show_the_new_metrics_only_where_logged(tmp_path):
     # a file without the new metrics: '-'; a run whose files all lack them: no column
     assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 | - / 0.1 | - / 0.3 | - / 0.25 | - / 1.5 |" in lp
     assert "spread" not in np_
+
+
+def markdown_links(text):
+    """The relative targets of a markdown text's links [text](target), anchors dropped."""
+    targets = re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", text)
+    return [t for t in targets if not re.match(r"[a-z]+:", t)]
+
+
+def test_every_relative_link_of_the_documentation_resolves():
+    """A link is relative to the page that holds it: docs/choices.md links results/ as ../results/."""
+    assert markdown_links("[a](../results/x.md#b) [c](https://x.org) [d](y.png)") == ["../results/x.md", "y.png"]
+    listed = subprocess.run(["git", "-C", REPO, "ls-files", "*.md"], capture_output=True, text=True).stdout.split()
+    pages = listed or [os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "**", "*.md"), recursive=True)]
+    assert "README.md" in pages
+    broken = [f"{page}: {target}" for page in pages
+              for target in markdown_links(open(os.path.join(REPO, page), encoding="utf-8").read())
+              if not os.path.exists(os.path.join(REPO, os.path.dirname(page), target))]
+    assert not broken, broken

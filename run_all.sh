@@ -16,7 +16,8 @@
 # see python tools/tables.py --list-runs), DATA_DIR, OUT_DIR, TRAIN_SUBSET (0: all), ARGS (extra
 # raft.py flags for every run), PYTHON (the interpreter), PRINT=1, SNAPSHOTS (the epochs at which
 # Figure 3's runs save snapshots; default: the paper's 1, 50, 100, 200, 300 of 300, scaled to
-# EPOCHS). QUICK=1 is PROFILE=quick.
+# EPOCHS), FIGURE4_KNN (the CPU profile's kNN monitor on Figure 4's runs, every N epochs; 0: as ARGS says).
+# QUICK=1 is PROFILE=quick.
 # Every run is started with --resume: raft.py skips it if OUT_DIR/<run>-s<seed>.json is
 # finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
 # a finished file made with other settings. A failed run does not stop the others; it is
@@ -46,7 +47,7 @@ case "$PROFILE" in
          TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SETUP="--image-size 64 --eval-epochs 20 --knn-every 2"; FIGURE4_KNN=0 ;;
   # the CPU profile: results/cpu/README.md says why each departure still tests the claims
   cpu)   EPOCHS=${EPOCHS:-7}; SEEDS=${SEEDS:-2}; JOBS=${JOBS:-2}; OUT_DIR=${OUT_DIR:-results/cpu}; THREADS=${THREADS:-1}
-         TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; FIGURE4_KNN=1  # the kNN monitor on Figure 4's runs only (its panel c)
+         TRAIN_SUBSET=${TRAIN_SUBSET:-2560}; FIGURE4_KNN=${FIGURE4_KNN:-1}  # kNN every N epochs on Figure 4's runs (panel c)
          SETUP="--encoder small --image-size 32 --batch-size 64 --probe features --knn-every 0 --device cpu" ;;
   # five minutes on a 2-core CPU: Sec. 3's collapse; results/demo/README.md says how the scale was measured
   demo)  EPOCHS=${EPOCHS:-10}; SEEDS=${SEEDS:-1}; JOBS=${JOBS:-3}; OUT_DIR=${OUT_DIR:-results/demo}; THREADS=${THREADS:-1}
@@ -56,6 +57,7 @@ case "$PROFILE" in
   *) error "PROFILE must be paper, quick, cpu or demo, not '$PROFILE'" ;;
 esac
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || error "JOBS must be a whole number >= 1"
+[[ "$FIGURE4_KNN" =~ ^(0|[1-9][0-9]*)$ ]] || error "FIGURE4_KNN must be a whole number >= 0, not '$FIGURE4_KNN'"
 if [ -n "${SEED_LIST:-}" ]; then
   [[ "$SEED_LIST" =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] ||
     error "SEED_LIST must be seeds separated by commas, e.g. 0,2, not '$SEED_LIST'"

@@ -208,9 +208,13 @@ ACC = "linear_acc_last10"  # the probe's test accuracy, mean of its last 10 epoc
 SHOWN, NOT_SHOWN, UNDECIDED = "shown", "not shown", "cannot be decided"
 RULE = ("Each claim compares two sides, A and B: a run's metric (at an epoch of training, or the probe's accuracy), "
         "one value per seed. The paper's direction is A above B (>), A below B (<), or A similar to B (~). "
-        "**Directional claims (> and <):** *shown* when the seed ranges are apart in the paper's direction (every "
-        "seed of A above every seed of B, for >), *not shown* when they are apart the other way, *cannot be decided* "
-        "when the ranges overlap (touching counts as overlapping) or when a side has fewer than two seeds. "
+        "**Directional claims (> and <) between two runs:** *shown* when the seed ranges are apart in the paper's "
+        "direction (every seed of A above every seed of B, for >), *not shown* when they are apart the other way, "
+        "*cannot be decided* when the ranges overlap (touching counts as overlapping) or when a side has fewer than "
+        "two seeds. **Directional claims inside one run** (the same run at two epochs, e.g. ||W - I|| at the last "
+        "epoch against epoch 1): paired by seed, each seed's change from B to A: *shown* when every seed changes in "
+        "the paper's direction, *not shown* when every seed changes the other way, *cannot be decided* when the seeds "
+        "disagree, when a seed does not change, or with fewer than two seeds. "
         "**Similarity claims (~)** (the paper's \"close\", \"similar\", \"no significant difference\", \"no huge "
         "difference\"): *shown* when the seed ranges overlap, *not shown* when they are apart, *cannot be decided* "
         "when a side has fewer than two seeds; with two seeds an overlap is weak evidence of similarity, and it says "
@@ -218,8 +222,12 @@ RULE = ("Each claim compares two sides, A and B: a run's metric (at an epoch of 
         "logged epoch, L_BYOL <= (1 + 1/λ)(L_align + λ L_cross-model) with λ = β/α of the run (1 for BYOL, whose "
         "loss has no α, β; the bound holds for any λ > 0); A is the largest ratio L_BYOL / bound over the epochs, "
         "per seed: *shown* when every ratio is at most 1, *not shown* when one exceeds 1. "
+        "**Epochs:** `last` is each seed's last epoch of training; for a run that does not train (the "
+        "Rand-Baseline, `--epochs 0`) it is the one pass over the training data that its file records with the "
+        "networks as initialised, shown as `pass`, and a numbered epoch of such a run does not exist. "
         "A metric or epoch that the results files do not hold (a file written before the metric was logged, a run "
-        "shorter than the epoch) makes the claim *cannot be decided*, and the claim says which is missing.")
+        "shorter than the epoch, a numbered epoch of an untrained run) makes the claim *cannot be decided*, and the "
+        "claim says which is missing. Values are compared in full, not as printed.")
 
 # (id, the paper's claim and where, metric, side A, direction, side B). A side: (run, epoch), epoch None for ACC,
 # an int or LAST for a metric of the per-epoch history. Direction ">", "<", "~", or "bound" (side B unused).
@@ -348,6 +356,11 @@ CLAIMS = [
 ]
 
 
+def untrained(res):
+    """A run that does not train (the Rand-Baseline, --epochs 0): its history is one pass with the initial networks."""
+    return bool(res) and all(r["config"].get("epochs") == 0 for r in res)
+
+
 def side_values(runs, metric, run, epoch):
     """One value per seed (in seed order) of a claim's side, or (None, why) when the files do not hold it."""
     res = sorted(runs.get(run, []), key=lambda r: r["config"]["seed"])
@@ -357,6 +370,8 @@ def side_values(runs, metric, run, epoch):
         if any(metric not in r for r in res):
             return None, f"{metric} not in the files of {run}"
         return [r[metric] for r in res], ""
+    if epoch != LAST and untrained(res):
+        return None, f"{run} does not train (--epochs 0): it has its pass, no epoch {epoch}"
     rows = [r["history"][-1] if epoch == LAST else next((h for h in r["history"] if h["epoch"] == epoch), None)
             for r in res]
     if any(row is None for row in rows):
@@ -383,13 +398,18 @@ def bound_ratios(runs, run):
     return ratios, ""
 
 
-def verdict(direction, a, b=None):
-    """The rule (RULE) on the seeds' values a, b of the two sides; for "bound", a are the seeds' ratios."""
+def verdict(direction, a, b=None, paired=False):
+    """The rule (RULE) on the seeds' values a, b of the two sides; for "bound", a are the seeds' ratios. paired: A and
+    B are one run at two epochs, a[i] and b[i] the same seed."""
     if direction == "bound":
         return SHOWN if max(a) <= 1 else NOT_SHOWN
     if len(a) < 2 or len(b) < 2:
         return UNDECIDED
-    above, below = min(a) > max(b), max(a) < min(b)  # the seed ranges apart, A above B / A below B
+    if paired and direction != "~":  # each seed's own change
+        change = [x - y for x, y in zip(a, b)]
+        above, below = all(d > 0 for d in change), all(d < 0 for d in change)
+    else:  # the seed ranges apart, A above B / A below B
+        above, below = min(a) > max(b), max(a) < min(b)
     if direction == "~":
         return NOT_SHOWN if above or below else SHOWN
     if not (above or below):
@@ -407,7 +427,7 @@ def judge(runs, claim):
     b, why_b = side_values(runs, metric, *side_b)
     if a is None or b is None:
         return a, b, UNDECIDED, "; ".join(dict.fromkeys(w for w in (why_a, why_b) if w))
-    return a, b, verdict(direction, a, b), ""
+    return a, b, verdict(direction, a, b, paired=run_a == side_b[0]), ""
 
 
 def claims_markdown(runs, claims=CLAIMS):
@@ -416,7 +436,8 @@ def claims_markdown(runs, claims=CLAIMS):
              "in `tools/tables.py`. Verdicts say what these runs show at their scale, nothing about the paper's.", "",
              "**The rule.** " + RULE, "",
              "Values: each seed's, in seed order, separated by ' / ', to 4 significant digits (the verdicts compare "
-             "the files' full values). Epoch `last`: the run's last epoch of training; accuracy: the probe's test "
+             "the files' full values). Epoch `last`: each seed's last epoch of training (`pass` for a run that does not "
+             "train: see the rule); accuracy: the probe's test "
              "accuracy, mean of its last 10 epochs (%). Metrics of the history (per training epoch, the mean over its "
              "batches): `align` L_align(q∘f_θ), eq. 1; `uniform` L_uniform(f_θ), eq. 2; `loss` the training loss; "
              "`knn_acc` the kNN monitor (%); `spread` √D × the std of the normalised f_θ across the batch (1 spread, "
@@ -432,7 +453,8 @@ def claims_markdown(runs, claims=CLAIMS):
         counts[result] += 1
         missing += bool(why)
         fmt = lambda values: per_seed(values) if values is not None else "-"
-        where = lambda run, epoch: run if epoch is None else f"{run}, {epoch}"
+        where = lambda run, epoch: run if epoch is None else \
+            f"{run}, {'pass' if epoch == LAST and untrained(runs.get(run, [])) else epoch}"
         if direction == "bound":
             metric_cell, b_cells, rel = "max over epochs of L_BYOL / bound", "the bound | 1", "<="
         else:

@@ -392,6 +392,42 @@ def test_claim_verdict_rule(direction, a, b, expected):
     assert tables.verdict(direction, a, b) == expected
 
 
+@pytest.mark.parametrize("direction,a,b,expected", [
+    ("<", [0.8, 0.5], [1.0, 0.6], "shown"),  # each seed falls, though the seed ranges overlap
+    (">", [0.8, 0.5], [1.0, 0.6], "not shown"),  # each seed changes the other way
+    ("<", [0.8, 0.7], [1.0, 0.6], "cannot be decided"),  # the seeds disagree
+    ("<", [0.8, 0.6], [1.0, 0.6], "cannot be decided"),  # a seed does not change
+    ("<", [0.8], [1.0], "cannot be decided"),  # one seed
+])
+def test_a_claim_inside_one_run_compares_each_seed_with_itself(direction, a, b, expected):
+    assert tables.verdict(direction, a, b, paired=True) == expected
+
+
+def test_a_claim_inside_one_run_is_paired_by_seed_and_one_across_runs_is_not():
+    def run(seed, gaps):
+        return dict(config=dict(seed=seed, epochs=2), history=[dict(epoch=e + 1, w_identity_gap=g)
+                                                               for e, g in enumerate(gaps)])
+    runs = {"lp": [run(0, [1.0, 0.8]), run(1, [0.6, 0.5])], "other": [run(0, [1.0, 1.0]), run(1, [0.6, 0.6])]}
+    within = ("t", "W moves towards I", "w_identity_gap", ("lp", tables.LAST), "<", ("lp", 1))
+    across = ("t", "below other's epoch 1", "w_identity_gap", ("lp", tables.LAST), "<", ("other", 1))
+    assert tables.judge(runs, within)[2] == "shown"  # 0.8 < 1.0 and 0.5 < 0.6
+    assert tables.judge(runs, across)[2] == "cannot be decided"  # ranges [0.5, 0.8] and [0.6, 1.0] overlap
+
+
+def test_the_rand_baselines_epoch_is_its_pass_and_it_has_no_numbered_epoch():
+    rand = [dict(config=dict(seed=s, epochs=0), history=[dict(epoch=1, align=1.2 + s / 100)]) for s in (0, 1)]
+    trained = [dict(config=dict(seed=s, epochs=7), history=[dict(epoch=e + 1, align=0.5) for e in range(7)])
+               for s in (0, 1)]
+    runs = {"rand": rand, "raft-np": trained}
+    last = ("t", "below the untrained network's", "align", ("raft-np", tables.LAST), "<", ("rand", tables.LAST))
+    numbered = ("t", "below rand at epoch 1", "align", ("raft-np", tables.LAST), "<", ("rand", 1))
+    assert tables.judge(runs, last)[1:3] == ([1.2, 1.21], "shown")
+    assert tables.judge(runs, numbered)[2:] == ("cannot be decided",
+                                                "rand does not train (--epochs 0): it has its pass, no epoch 1")
+    text = tables.claims_markdown(runs, [last])
+    assert "| rand, pass | 1.2 / 1.21 | **shown** |" in text and "raft-np, last" in text
+
+
 def test_claims_md_reads_each_seed_and_says_what_is_missing(tmp_path):
     runs = {"up": [fake_result(0, 40.0), fake_result(1, 41.0)], "down": [fake_result(0, 30.0), fake_result(1, 39.0)],
             "one": [fake_result(0, 50.0)]}

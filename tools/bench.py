@@ -1,4 +1,5 @@
-"""Benchmark of raft.py: the CUDA graph check, augmentation and step speed, MFU, both probes, a full run's time.
+"""Benchmark of raft.py: the CUDA graph check, augmentation and step speed (and the augmentation's share of the
+step), MFU, both probes, a full run's time.
 
     python tools/bench.py                              # the paper's setup: 96 px, batch 128, ResNet18
     python tools/bench.py --compile --out bench.json   # also the compiled step; the numbers as JSON
@@ -161,6 +162,8 @@ def time_steps(args, batch, rows):
         s = timed(lambda: step(batch(), a.tau, labels), a.device, rows["reps"])
         rows[f"{name}_step_images_per_s"] = args.batch_size / s
         rows[f"{name}_mfu_percent"] = 100 * rows["gflop_per_image"] * 1e9 * args.batch_size / s / peak
+    # the augmentation's share of the eager step, which runs it (two_views) before the networks
+    rows["augment_share_of_step_percent"] = 100 * rows["eager_step_images_per_s"] / rows["augment_batched_images_per_s"]
     return max(rows[f"{name}_step_images_per_s"] for name, _, _ in variants)
 
 

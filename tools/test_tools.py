@@ -223,7 +223,9 @@ def test_benchmark_prints_and_saves_its_measurements(tmp_path, capsys):
                 "gflop_per_image", "eager_mfu_percent", "probe_features_s", "probe_augmented_s",
                 "full_run_estimate_min"]:
         assert rows[key] > 0, key
-    assert "eager_step_images_per_s" in capsys.readouterr().out
+    share = rows["augment_share_of_step_percent"]  # two views per step, at the step's own rate
+    assert share == pytest.approx(100 * rows["eager_step_images_per_s"] / rows["augment_batched_images_per_s"])
+    assert "augment_share_of_step_percent" in capsys.readouterr().out
     assert saved["command"].startswith("python tools/bench.py --encoder small")
     assert {"date", "cpu", "device", "config", "versions"} <= set(saved)
     assert saved["config"]["image_size"] == 16

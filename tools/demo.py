@@ -75,20 +75,19 @@ def plot_demo(plt, runs, results_dir):
     found = demo_runs(runs)
     panels = [("align", "(a) L_align(q∘f_θ), eq. 1: views agree", "L_align", True),
               ("uniform", "(b) L_uniform(f_θ), eq. 2: 0 is one point", "L_uniform", False),
-              ("spread", "(c) spread of f_θ (collapse monitor)", "spread", False)]
+              ("spread", f"(c) spread of f_θ (collapse monitor;\ndashed: {raft.COLLAPSE_SPREAD}, collapsed below)",
+               "spread", False)]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     for label, name, res in found:
         for ax, (key, _, _, log) in zip(axes, panels):
-            tables.plot_curve(ax, res, key, label, log)
+            tables.plot_curve(ax, res, key, label, log, tables.RUN_COLOURS.get(name))
     for ax, (_, title, ylabel, log) in zip(axes, panels):
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
         if log:
             tables.log_axis(ax, tables.plotted(ax))
-    axes[2].axhline(raft.COLLAPSE_SPREAD, color="k", ls="--", lw=0.8)
-    axes[2].text(axes[2].get_xlim()[0], raft.COLLAPSE_SPREAD, f" collapsed below {raft.COLLAPSE_SPREAD}", va="bottom",
-                 fontsize=8)
+    axes[2].axhline(raft.COLLAPSE_SPREAD, color="k", ls="--", lw=0.8)  # named in the title: no text over a curve
     axes[2].set_ylim(bottom=0)
-    axes[1].set_ylim(top=0)
+    axes[1].axhline(0, color="0.6", lw=0.6)  # L_uniform's bound, inside the frame, so that a collapsed curve shows
     fig.suptitle(f"BYOL with and without its predictor (Sec. 3)\n{scale([r for _, _, res in found for r in res])}",
                  fontsize=10)
     tables.shared_legend(fig, axes, bottom=0.08)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 
 import torch
 import torch.nn.functional as F
@@ -473,6 +474,11 @@ FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol
 FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10"), ("β = 100", "byolp-np-b100")]),
            ("(b) RAFT-NP", [("β = 1", "raft-np"), ("β = 10", "raft-np-b10"), ("β = 100", "raft-np-b100")]),
            ("(c) RAFT-LP", [("β = 0.1", "raft-lp-b0.1"), ("β = 1", "raft-lp"), ("β = 10", "raft-lp-b10")])]
+# one colour per run in every figure of the repository (Figure 4, the demo, results/cpu-long), one per β in Figure 5
+RUN_COLOURS = {"byol-mlp": "tab:blue", "byol-lp": "tab:cyan", "byol-lpi": "tab:olive", "byol-np": "tab:orange",
+               "byolp-mlp": "tab:purple", "byolp-np": "tab:brown", "raft-mlp": "tab:red", "raft-np": "tab:green",
+               "supervised": "tab:gray"}
+BETA_COLOURS = {"β = 0.1": "tab:cyan", "β = 1": "tab:blue", "β = 10": "tab:orange", "β = 100": "tab:red"}
 CIRCLE_BINS, CIRCLE_PAIRS = 72, 6  # Figure 3: angular histogram bins, view pairs joined across the circle
 RING_KEY = (1, 10, 50)  # Figure 3: densities drawn as dotted circles, the ring's width scale in every panel
 
@@ -515,11 +521,9 @@ def draw_circle(ax, f_theta):
     outer = 1 + ring_width(density).float()
     circle = torch.stack([theta.cos(), theta.sin()], 1)
     closed = torch.cat([circle, circle[:1]])
-    for d in RING_KEY:
+    for d in RING_KEY:  # unlabelled in the panel, where a label would cover the ring: the caption names them
         r = 1 + ring_width(d).item()
         ax.plot(r * closed[:, 0], r * closed[:, 1], color="0.55", lw=0.5, ls=":")
-        ax.text(r * math.cos(math.pi / 4), r * math.sin(math.pi / 4), str(d), fontsize=6, color="0.4",
-                ha="left", va="bottom")
     ring = torch.cat([circle * outer[:, None], circle.flip(0)])
     ax.fill(ring[:, 0], ring[:, 1], color="tab:gray", alpha=0.6, lw=0)
     ax.plot(closed[:, 0], closed[:, 1], color="k", lw=0.5)
@@ -538,13 +542,14 @@ def snapshots(results_dir, run, seed=0):
     return dict(sorted(found.items()))
 
 
-FIGURE3_CAPTION = (
-    "Figure 3: f_θ(x) of training images (two views each), PCA to 2-D (centred), normalised onto the circle.\n"
-    "Grey ring: the density over the angle, width ∝ √density (dotted circles: densities 1, 10, 50; 1 is an even "
-    "spread).\nPeak density: the densest of 72 angle bins. Spread: raft.py's collapse monitor on view 1 (1: spread "
-    "over the sphere,\n0: one point). A line joins an image's two views. A collapse shows as two opposite spikes, "
-    "not one point: centring\nremoves the common point, what is left varies mostly along one direction, and the two "
-    "ends of a line normalise to opposite points.")
+FIGURE3_CAPTION = textwrap.fill(  # one paragraph, wrapped to the figure's width
+    f"Figure 3: seed 0, f_θ(x) of the first {raft.SNAPSHOT_IMAGES} training images, two views each (the same views at "
+    f"every epoch), PCA to 2-D (centred), normalised onto the circle. Grey ring: the density over the angle of both "
+    f"views pooled, width ∝ √density (dotted circles, inner to outer: densities {', '.join(map(str, RING_KEY))}; 1 is "
+    f"an even spread). Peak density: the densest of {CIRCLE_BINS} angle bins, both views pooled. Spread: raft.py's "
+    f"collapse monitor on view 1 (1: spread over the sphere, 0: one point). A line joins an image's two views. A "
+    f"collapse shows as two opposite spikes, not one point: centring removes the common point, what is left varies "
+    f"mostly along one direction, and the two ends of a line normalise to opposite points.", 118)
 
 
 def plot_figure3(plt, results_dir):
@@ -560,7 +565,7 @@ def plot_figure3(plt, results_dir):
     if not rows:
         return
     cols = max(len(snaps) for _, snaps in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.3 * cols, 2.6 * len(rows) + 0.9), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.3 * cols, 2.8 * len(rows) + 1.3), squeeze=False)
     for r, (title, snaps) in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]
@@ -579,7 +584,7 @@ def plot_figure3(plt, results_dir):
     return fig
 
 
-def plot_curve(ax, results, key, label, log=False):
+def plot_curve(ax, results, key, label, log=False, color=None):
     """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band. Only the
     epochs every seed recorded it at (the kNN monitor runs every --knn-every epochs)."""
     rows = [[r for r in res["history"] if key in r] for res in results]
@@ -588,7 +593,7 @@ def plot_curve(ax, results, key, label, log=False):
         return
     v = torch.tensor([[r[key] for r in row] for row in rows], dtype=torch.float64)  # (seeds, epochs)
     mean = v.clamp_min(1e-30).log().mean(0).exp() if log else v.mean(0)
-    line, = ax.plot(epochs, mean, marker="o" if len(epochs) == 1 else None,
+    line, = ax.plot(epochs, mean, marker="o" if len(epochs) == 1 else None, color=color,
                     label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
     if len(results) > 1:
         ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
@@ -629,14 +634,20 @@ def plotted(ax):
     return values
 
 
-def shared_legend(fig, axes, bottom=0.1):
-    """One legend for the figure, under the panels, where it covers no curve."""
+def shared_legend(fig, axes, bottom=0.1, order=()):
+    """One legend for the figure, under the panels, where it covers no curve: every label of every panel, once, those
+    that start with an entry of order first, in its order."""
+    found = {}
     for ax in axes:
-        handles, labels = ax.get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
-            fig.tight_layout(rect=(0, bottom, 1, 1))
-            return
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    rank = lambda label: next((i for i, start in enumerate(order) if label.startswith(start + " (") or label == start),
+                              len(order))
+    found = dict(sorted(found.items(), key=lambda item: rank(item[0])))
+    if found:
+        fig.legend(list(found.values()), list(found), loc="lower center", ncol=len(found), fontsize=9, frameon=False)
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+        return
     fig.tight_layout()
 
 
@@ -647,15 +658,16 @@ def plot_figure4(plt, runs, results_dir):
                False),
               ("align", "(d) L_align(q∘f_θ), eq. 1 (not in the paper's figure)", "L_align(q∘f_θ)", True)]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
-    for label, name in FIGURE4:
+    drawn = [(label, name) for label, name in FIGURE4 if runs.get(name)]
+    for label, name in drawn:
         for ax, (key, _, _, log) in zip(axes, panels):
-            if runs.get(name):
-                plot_curve(ax, runs[name], key, label, log)
+            plot_curve(ax, runs[name], key, label, log, RUN_COLOURS[name])
     for ax, (_, title, ylabel, log) in zip(axes, panels):
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
         if log:
             log_axis(ax, plotted(ax))
-    fig.suptitle("Figure 4: BYOL with each predictor (mean over seeds, band: min to max)")
+    fig.suptitle(f"Figure 4: BYOL with {len(drawn)} of the paper's {len(FIGURE4)} predictors: "
+                 f"{', '.join(label for label, _ in drawn)} (mean over seeds, band: min to max)")
     shared_legend(fig, axes)
     fig.savefig(os.path.join(results_dir, "figure4.png"), dpi=110)
     plt.close(fig)
@@ -671,15 +683,13 @@ def plot_figure5(plt, runs, results_dir):
     fig, axes = plt.subplots(2, len(columns), figsize=(16 * len(columns) / 3 + 1, 8), sharex=True, squeeze=False)
     for col, (title, curves) in enumerate(columns):
         for label, name in curves:
-            plot_curve(axes[0, col], runs[name], "align", label, log=True)
-            plot_curve(axes[1, col], runs[name], "uniform", label)
+            plot_curve(axes[0, col], runs[name], "align", label, log=True, color=BETA_COLOURS[label])
+            plot_curve(axes[1, col], runs[name], "uniform", label, color=BETA_COLOURS[label])
         axes[0, col].set(title=title, ylabel="L_align(q∘f_θ), eq. 1")
         log_axis(axes[0, col], plotted(axes[0, col]))
         axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")
-        if axes[0, col].get_legend_handles_labels()[0]:
-            axes[0, col].legend(fontsize=8)
-    fig.suptitle("Figure 5: β in BYOL' and RAFT (mean over seeds, band: min to max)")
-    fig.tight_layout()
+    fig.suptitle("Figure 5: β in BYOL' and RAFT (mean over seeds, band: min to max; one colour per β in every panel)")
+    shared_legend(fig, axes.flatten(), bottom=0.06, order=list(BETA_COLOURS))
     fig.savefig(os.path.join(results_dir, "figure5.png"), dpi=110)
     plt.close(fig)
     return fig
@@ -699,10 +709,15 @@ def plot_figures(runs, results_dir):
     plot_figure5(plt, runs, results_dir)
 
 
-def write_tables(results_dir):
-    if not os.path.isdir(results_dir):
-        raft.fail(f"{results_dir!r}: no such folder")
+def write_tables(results_dir, untrained_from=None):
+    """The tables, claims.md and figures of results_dir; with untrained_from, the runs that do not train (the
+    Rand-Baseline) of that folder where results_dir has none."""
+    for d in filter(None, (results_dir, untrained_from)):
+        if not os.path.isdir(d):
+            raft.fail(f"{d!r}: no such folder")
     runs = load_results(results_dir)
+    if untrained_from:
+        runs = {**{n: res for n, res in load_results(untrained_from).items() if untrained(res)}, **runs}
     for filename, text in [("table1.md", table_markdown("Table 1", TABLE1, runs)),
                            ("table3.md", table_markdown("Table 3 (α = 1; β < 0 is RAFT)", TABLE3, runs)),
                            ("mirror.md", mirror_markdown(runs)), ("trajectories.md", trajectories_markdown(runs)),
@@ -735,6 +750,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=0, help="with --list-runs: Figure 3's runs save snapshots at the "
                    "epochs the paper shows, scaled to this many epochs")
     p.add_argument("--snapshot-epochs", metavar="E1,E2,..", help="with --list-runs: these snapshot epochs instead")
+    p.add_argument("--untrained-from", metavar="DIR", help="take the runs that do not train (the Rand-Baseline) from "
+                   "DIR where the results folder has none")
     p.add_argument("--figure4-knn-every", type=int, default=0, metavar="N", help="with --list-runs: Figure 4's runs "
                    "run the kNN monitor every N epochs (where the others do not)")
     args = p.parse_args(argv)
@@ -743,7 +760,7 @@ def main(argv=None):
         runs = run_list(snapshot_epochs, args.figure4_knn_every)
         print("\n".join(f"{name}\t{flags}" for name, flags in runs.items()))
     elif args.results_dir:
-        write_tables(args.results_dir)
+        write_tables(args.results_dir, args.untrained_from)
     else:
         raft.fail("give a results folder, or --list-runs")
 

@@ -344,6 +344,57 @@ def test_figure4_legend_covers_no_curve_and_figure5_draws_only_panels_with_runs(
     assert not (tmp_path / "figure5.png").exists()  # no empty axes
 
 
+def test_one_colour_per_run_and_per_beta_in_every_figure_and_nothing_written_over_a_curve(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    import demo
+    names = ("byol-mlp", "byol-np", "byol-lp", "raft-np", "raft-np-b10", "byolp-np", "raft-lp", "raft-lp-b0.1")
+    runs = {name: [fake_result(0, 50.0), fake_result(1, 51.0)] for name in names}
+    curve = lambda line: re.sub(r" \(\d+ seeds\)$", "", line.get_label())  # the run's label, without "(2 seeds)"
+    colours = lambda fig: {curve(line): to_rgba(line.get_color())
+                           for ax in fig.axes for line in ax.lines if not line.get_label().startswith("_")}
+    figure4 = colours(tables.plot_figure4(plt, runs, str(tmp_path)))
+    for label, name in tables.FIGURE4:
+        if name in runs:
+            assert figure4[label] == to_rgba(tables.RUN_COLOURS[name]), name
+    for result in runs["byol-np"] + runs["byol-mlp"] + runs["raft-np"]:
+        result["config"].update(encoder="small", image_size=16, train_subset=1280, batch_size=64, tau=0.996,
+                                eval_epochs=50, probe="features", epochs=3)
+        for row in result["history"]:
+            row["spread"] = 0.05  # collapsed: the curve runs along the threshold's region
+    # without BYOL-MLP, so that matplotlib's own colour cycle would give BYOL-NP another colour
+    demo_fig = demo.plot_demo(plt, {n: runs[n] for n in ("byol-np", "raft-np")}, str(tmp_path))
+    for label, name in demo.DEMO[1:]:
+        assert colours(demo_fig)[label] == to_rgba(tables.RUN_COLOURS[name]), name
+    assert not any(ax.texts for ax in demo_fig.axes)  # the threshold is named in the title, not over the curves
+    assert demo_fig.axes[1].get_ylim()[1] > 0  # L_uniform's frame reaches above 0, where a collapsed curve ends
+    figure5 = tables.plot_figure5(plt, runs, str(tmp_path))
+    by_beta = {}
+    for ax in figure5.axes:
+        for line in ax.lines:
+            by_beta.setdefault(curve(line), set()).add(to_rgba(line.get_color()))
+    assert set(by_beta) == {"β = 0.1", "β = 1", "β = 10"}
+    assert all(len(c) == 1 for c in by_beta.values()) and len(set().union(*by_beta.values())) == 3
+    assert len(figure5.legends) == 1 and not any(ax.get_legend() for ax in figure5.axes)
+    fig, ax = plt.subplots()
+    tables.draw_circle(ax, torch.randn(2, 64, 128))
+    assert not ax.texts  # Figure 3's key circles are named in its caption, not over the ring
+    assert "seed 0" in tables.FIGURE3_CAPTION and f"first {raft.SNAPSHOT_IMAGES}" in tables.FIGURE3_CAPTION
+    plt.close("all")
+
+
+def test_figure4_title_names_the_predictors_it_draws(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = {name: [fake_result(0, 50.0)] for name in ("byol-mlp", "byol-np")}
+    title = tables.plot_figure4(plt, runs, str(tmp_path))._suptitle.get_text()
+    assert title.startswith("Figure 4: BYOL with 2 of the paper's 4 predictors: BYOL (MLP), BYOL-NP")
+    plt.close("all")
+
+
 def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
     import demo
     for name, spreads in [("byol-mlp", [0.6, 0.5, 0.45]), ("byol-np", [0.5, 0.09, 0.05]), ("raft-np", [0.7, 0.6, 0.5])]:
@@ -527,3 +578,37 @@ def test_every_relative_link_of_the_documentation_resolves():
               for target in markdown_links(open(os.path.join(REPO, page), encoding="utf-8").read())
               if not os.path.exists(os.path.join(REPO, os.path.dirname(page), target))]
     assert not broken, broken
+
+
+# -----------------------------------------------------------------------------
+# tools/longer.py: the same runs trained longer
+
+
+def test_longer_checks_the_first_epochs_number_by_number_and_leaves_out_the_clock():
+    import longer
+    short = fake_result(0, 30.0)
+    long = json.loads(json.dumps(short))
+    long["history"] += [dict(epoch=4, loss=0.05, align=1e-3, uniform=-1.0)]
+    for row in long["history"]:
+        row["seconds"] = 99.0  # the clock differs: not a difference
+    assert longer.first_epochs(short, long) == (12, 0, 0.0, None)  # 3 epochs x (epoch, loss, align, uniform)
+    long["history"][1]["align"] += 0.25
+    assert longer.first_epochs(short, long) == (12, 1, pytest.approx(0.25), 2)
+
+
+def test_longer_judges_each_claim_at_both_lengths_with_the_shorter_folders_rand_baseline(tmp_path):
+    import longer
+    short_dir, long_dir = tmp_path / "short", tmp_path / "long"
+    short_dir.mkdir(), long_dir.mkdir()
+    for seed in (0, 1):
+        rand = fake_result(seed, 22.0 + seed, epochs=0)
+        (short_dir / f"rand-s{seed}.json").write_text(json.dumps(rand))
+        for name, acc_short, acc_long in [("byol-np", 31.0, 20.0), ("byol-mlp", 35.0, 40.0)]:
+            (short_dir / f"{name}-s{seed}.json").write_text(json.dumps(fake_result(seed, acc_short + seed, epochs=3)))
+            (long_dir / f"{name}-s{seed}.json").write_text(json.dumps(fake_result(seed, acc_long + seed, epochs=12)))
+    text, e_short = longer.longer_markdown(str(short_dir), str(long_dir))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| 1")}
+    assert e_short == 3 and "# 3 and 12 epochs" in text
+    assert "**not shown** | 20 / 21 | < 22 / 23 | **shown** | **not shown → shown** |" in rows["1b"]  # rand from short
+    assert rows["1a"].endswith("**shown** |  |")  # shown at both lengths: not moved
+    assert text.rstrip().endswith("Verdicts that moved: 1.")

@@ -267,8 +267,8 @@ def autocast(args):
     its own rather than summed in bf16, and a CUDA graph could not keep the cache across replays."""
     return torch.autocast(args.device.split(":")[0], torch.bfloat16, enabled=args.amp, cache_enabled=False)
 
-def train_step(model, teacher, opt, x, tau, args, labels=None):
-    """Algorithm 1, lines 4-12, on a minibatch x of uint8 images (N, 3, H, W). Returns the step's METRICS."""
+def views_and_loss(model, teacher, x, args, labels=None):
+    """Algorithm 1, lines 4-8, on a minibatch x of uint8 images (N, 3, H, W): the loss and the step's METRICS."""
     v1, v2 = two_views(x, args)  # line 4: t1(x), t2(x)
     with autocast(args):
         z1, z2, f1, f2, z_prime1, z_prime2 = forward_views(model, teacher, v1, v2, args)  # lines 5-6: z, z′
@@ -276,11 +276,16 @@ def train_step(model, teacher, opt, x, tau, args, labels=None):
         loss = supervised_loss(z1, z2, labels)
     else:
         loss = objective(z1, z2, z_prime1, z_prime2, args)  # lines 7-8: l_align, ∓ l_cross-model (eqs. 6, 8; BYOL: 3)
+    return loss, step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+
+def train_step(model, teacher, opt, x, tau, args, labels=None):
+    """Algorithm 1, lines 4-12, on a minibatch x of uint8 images (N, 3, H, W). Returns the step's METRICS."""
+    loss, metrics = views_and_loss(model, teacher, x, args, labels)  # lines 4-8: views, z, z′, the loss
     opt.zero_grad(set_to_none=True)
     loss.backward()  # line 10
     opt.step()  # line 11: θ, w <- Adam
     ema_update(teacher, model, tau)  # line 12: ξ <- τ_k ξ + (1 - τ_k) θ (eq. 4)
-    return step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+    return metrics
 
 def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs (lines 1-3; lines 4-12 are train_step), resumable from OUT.ckpt.
@@ -307,55 +312,21 @@ def train(model, teacher, data, args):
     return history, seconds
 
 def rand_baseline(model, teacher, data, args):
-    """--epochs 0: the metrics of one pass over the data, on copies of the networks, so that the probe sees the
-    encoder exactly as initialised, BatchNorm statistics included (as the authors' code)."""
+    """--epochs 0: the metrics of one pass of lines 4-8 over the data, without learning, on copies of the networks, so
+    that the probe sees the encoder exactly as initialised, BatchNorm statistics included (as the authors' code)."""
     model, teacher = copy.deepcopy(model), copy.deepcopy(teacher)
     images, labels = data["train"]
     steps = len(images) // args.batch_size
+    log_header()
     t0, sums = time.perf_counter(), torch.zeros(len(METRICS), device=images.device)
     perm = torch.randperm(len(images), device=images.device)
-    log_header()
     for i in range(steps):
         batch = perm[i * args.batch_size:(i + 1) * args.batch_size]
-        v1, v2 = two_views(images[batch], args)
-        with torch.no_grad(), autocast(args):
-            z1, z2, f1, f2, z_prime1, z_prime2 = forward_views(model, teacher, v1, v2, args)
-        if args.loss == "supervised":
-            loss = supervised_loss(z1, z2, labels[batch])
-        else:
-            loss = objective(z1, z2, z_prime1, z_prime2, args)
-        sums += step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+        with torch.no_grad():
+            sums += views_and_loss(model, teacher, images[batch], args, labels[batch])[1]
     history, seconds = [], time.perf_counter() - t0
     end_of_epoch(0, sums / steps, seconds, seconds, history, model, teacher, None, data, args)
     return history, seconds
-
-def end_of_epoch(epoch, means, dt, seconds, history, model, teacher, opt, data, args):
-    """The bookkeeping after an epoch: the epoch's metrics read by the host, the finite check, the row (kNN monitor,
-    ||W - I|| of a linear predictor), the collapse notice, Figure 3's snapshots and the checkpoint."""
-    means = dict(zip(METRICS, means.tolist()))
-    for name, value in means.items():
-        if not math.isfinite(value):
-            fail(f"the {name} became {value} at epoch {epoch + 1}; "
-                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
-    epochs = max(args.epochs, 1)
-    row = dict(epoch=epoch + 1, **means, images_per_s=len(data["train"][1]) // args.batch_size * args.batch_size / dt,
-               seconds=seconds, eta_s=seconds / (epoch + 1) * (epochs - epoch - 1))
-    if args.knn_every and (epoch + 1) % args.knn_every == 0:
-        row["knn_acc"] = knn_accuracy(model.encoder, data, args.image_size, args.amp)
-    if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
-        row["w_identity_gap"] = identity_gap(model.predictor)
-    history.append(row)
-    log_row(row)
-    if row["spread"] < COLLAPSE_SPREAD and all(r.get("spread", 1) >= COLLAPSE_SPREAD for r in history[:-1]):
-        print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
-              f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
-              f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")
-    if epoch + 1 in args.snapshot_epochs:
-        save_snapshot(model, data["train"][0], args, epoch + 1)
-    if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
-        save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
-                             rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
-                             config=config_of(args)), args.out + ".ckpt")
 
 def make_optimizer(model, args):
     """Adam (App. C), fused on CUDA (speed), capturable for a CUDA graph."""
@@ -885,6 +856,34 @@ def finished_run(args):
         fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
     print(f"{args.out}: finished already")
     return done
+
+def end_of_epoch(epoch, means, dt, seconds, history, model, teacher, opt, data, args):
+    """The bookkeeping after an epoch: the epoch's metrics read by the host, the finite check, the row (kNN monitor,
+    ||W - I|| of a linear predictor), the collapse notice, Figure 3's snapshots and the checkpoint."""
+    means = dict(zip(METRICS, means.tolist()))
+    for name, value in means.items():
+        if not math.isfinite(value):
+            fail(f"the {name} became {value} at epoch {epoch + 1}; "
+                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
+    epochs = max(args.epochs, 1)
+    row = dict(epoch=epoch + 1, **means, images_per_s=len(data["train"][1]) // args.batch_size * args.batch_size / dt,
+               seconds=seconds, eta_s=seconds / (epoch + 1) * (epochs - epoch - 1))
+    if args.knn_every and (epoch + 1) % args.knn_every == 0:
+        row["knn_acc"] = knn_accuracy(model.encoder, data, args.image_size, args.amp)
+    if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
+        row["w_identity_gap"] = identity_gap(model.predictor)
+    history.append(row)
+    log_row(row)
+    if row["spread"] < COLLAPSE_SPREAD and all(r.get("spread", 1) >= COLLAPSE_SPREAD for r in history[:-1]):
+        print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
+              f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
+              f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")
+    if epoch + 1 in args.snapshot_epochs:
+        save_snapshot(model, data["train"][0], args, epoch + 1)
+    if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
+        save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
+                             rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
+                             config=config_of(args)), args.out + ".ckpt")
 
 LOG_COLUMNS = ["epoch", "loss", "align", "uniform", "spread", "knn_acc", "images_per_s", "seconds", "eta_s"]
 

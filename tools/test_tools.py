@@ -89,6 +89,8 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     b = json.loads(json.dumps(a))
     b["seconds"], b["versions"] = {"train": 2.0}, {"commit": "def"}  # another clock, another commit: the same run
     a["config"]["out"], b["config"]["out"] = "results/a.json", "/elsewhere/a.json"  # and another place
+    a["device"], b["device"] = "cpu (AMD EPYC, 2 threads)", "cpu (Intel Xeon, 8 threads)"
+    b["config"].update(resume=True, save_every=1, checkpoint_minutes=5.0, knn_every=0)  # resumed: the same numbers
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     assert compare.identical(tmp_path / "a.json", tmp_path / "b.json")
@@ -99,7 +101,20 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     (tmp_path / "c.json").write_text("not json")
     with pytest.raises(SystemExit) as exit:  # a user's mistake: one line, no traceback
         compare.identical(tmp_path / "c.json", tmp_path / "a.json")
-    assert "not a results file" in str(exit.value.code)  # raft.fail: the message is the exit status
+    assert "not a results file" in str(exit.value.code)  # fail: the message is the exit status
+    b["history"][2]["align"] = a["history"][2]["align"]
+    a["config"]["lr"], b["config"]["lr"] = 3e-4, 1.0  # a flag that changes the numbers is compared
+    for name, result in [("a", a), ("b", b)]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    capsys.readouterr()
+    assert not compare.identical(tmp_path / "a.json", tmp_path / "b.json")
+    assert capsys.readouterr().out.splitlines()[0] == "config.lr: 0.0003 != 1.0"
+
+
+def test_compare_answers_help_and_names_its_own_mistakes(capsys):
+    assert compare.main(["--help"]) == 0 and "compare.py --identical A.json B.json" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="^compare.py: error: give two or more results folders"):
+        compare.main([])
 
 
 def test_every_table_row_has_a_run_and_every_run_parses():

@@ -212,6 +212,14 @@ def test_seeds_are_a_count_or_a_list_so_any_seed_runs_alone():
         assert status == 2 and says in stderr and not runs, env  # a mistake: one line, nothing printed
 
 
+@pytest.mark.parametrize("env,says", [(dict(GPUS="x"), "GPUS must be CUDA device numbers"),
+                                      (dict(GPUS="0,,1"), "GPUS must"), (dict(THREADS="-1"), "THREADS must"),
+                                      (dict(THREADS="0"), "THREADS must")])
+def test_gpus_and_threads_are_checked_like_the_other_knobs(env, says):
+    status, stderr, runs = printed(**env)
+    assert status == 2 and says in stderr and not runs and len(stderr.splitlines()) == 1, stderr
+
+
 def test_demo_profile_runs_byol_with_and_without_predictor_on_the_cpu():
     res = run_all(dict(PRINT="1", PROFILE="demo", SEEDS="", EPOCHS="", TRAIN_SUBSET="", ARGS=""), cwd=REPO)
     assert res.returncode == 0, res.stderr

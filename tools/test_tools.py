@@ -512,3 +512,53 @@ def test_every_relative_link_of_the_documentation_resolves():
               for target in markdown_links(open(os.path.join(REPO, page), encoding="utf-8").read())
               if not os.path.exists(os.path.join(REPO, os.path.dirname(page), target))]
     assert not broken, broken
+
+
+# -----------------------------------------------------------------------------
+# tools/gpu_check.sh: first contact with a GPU machine, here on the CPU
+
+
+def gpu_check(env, *argv):
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    return subprocess.run(["bash", os.path.join(TOOLS, "gpu_check.sh"), *argv], env=env, cwd="/", capture_output=True,
+                          text=True)
+
+
+def test_gpu_check_counts_missing_data_as_a_failure_finds_python3_and_records_the_commit(tmp_path):
+    """With python3 alone on PATH (a stand-in: no torch), no .git answer but COMMIT, and no CIFAR-10: the first run
+    that needs the data fails and says so, the others are skipped, the last line names it first, exit 1."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text("""#!/usr/bin/env bash
+if [ "$1" = raft.py ]; then echo "raft.py: error: no CIFAR-10 in 'nowhere' and the download failed" >&2; exit 1; fi
+case "$*" in *"import sys, torch, torchvision"*) printf '0 cpu\\npython 3 (stand-in)\\n';; *) echo "python3: $*";; esac
+""")
+    (bin_dir / "python3").chmod(0o755)
+    assert not any(os.path.exists(os.path.join(d, "python")) for d in ("/usr/bin", "/bin"))
+    env = dict(PATH=f"{bin_dir}:/usr/bin:/bin", PYTHON=None, COMMIT="abc123", DATA_DIR=str(tmp_path / "nowhere"))
+    res = gpu_check(env, str(tmp_path / "check"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    summary = (tmp_path / "check" / "summary.txt").read_text()
+    assert re.search(r"^no-amp +1 +\d+  failed \(no data\): raft.py: error: no CIFAR-10 in", summary, re.M), summary
+    assert re.search(r"^quick +- +-  skipped: no CIFAR-10 \(see no-amp\)", summary, re.M), summary
+    assert summary.strip().splitlines()[-1].startswith(f"no CIFAR-10 in {tmp_path / 'nowhere'} (logs/no-amp.log)")
+    assert "python3: tools/bench.py" in (tmp_path / "check" / "logs" / "bench.log").read_text()  # python3 found
+    assert "commit: abc123" in (tmp_path / "check" / "environment.txt").read_text()
+    again = gpu_check(env, str(tmp_path / "check"))  # a folder with results: nothing overwritten
+    assert again.returncode == 2 and "already holds files" in again.stderr
+
+
+def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(tmp_path):
+    """DRY_RUN=1 on the CPU: every command line parsed by raft.py's parser, the graph check listed for each flag set
+    that changes what the graph records (skipped without CUDA), exit 0, and nothing written under results/."""
+    before = sorted(glob.glob(os.path.join(REPO, "results", "*")))
+    res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(glob.glob(os.path.join(REPO, "results", "*"))) == before
+    (summary,) = glob.glob(str(tmp_path / "gpu_check-cpu.*" / "summary.txt"))
+    text = open(summary).read()
+    assert re.search(r"^flags +0 +\d+  ok", text, re.M), text
+    for flags in ["--loss supervised", "--blur 0.5", "--solarize 0.5", "--bn-views joint", "--tangent"]:
+        assert re.search(rf"^check-\S+ +- +-  skipped: needs a CUDA device\n +\S+ tools/bench.py .*{flags}.* "
+                         rf"--graph-check$", text, re.M), flags
+    assert not re.search(r"^tests", text, re.M)  # the CPU suite is not run on the device

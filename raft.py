@@ -4,7 +4,8 @@ Paper: "Run Away From your Teacher: a New Self-Supervised Approach Solving the P
 submission). RAFT (eq. 8) is BYOL′ (eq. 6) with the sign of the cross-model term flipped: the online network
 aligns the two views of an image and runs away from its mean teacher. The method comes first, in the paper's
 order: constants (App. C), losses (eqs. 1-8), mean teacher (eq. 4), networks (App. C), Algorithm 1, augmentation,
-linear evaluation. Below one banner: command line, data, results files, main, and the CUDA graph.
+linear evaluation. Below one banner: command line, data, results files, training bookkeeping (the log, checkpoints,
+progress, signals), main, and the CUDA graph.
 Where the paper is silent, the defaults follow the authors' public code, each behind a flag (docs/choices.md).
 
     python raft.py --loss raft --predictor mlp      # Table 1, RAFT row: 300 epochs, then the linear probe
@@ -24,8 +25,12 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -52,7 +57,8 @@ CLASSES = 10  # CIFAR-10; the linear head of --loss supervised
 COLLAPSE_SPREAD = 0.1  # below this spread of f_θ's normalised outputs (1 spread, 0 one point) a run is collapsed
 KNN_K, KNN_T, KNN_BANK, KNN_QUERIES = 20, 0.07, 10000, 2000  # kNN monitor: neighbours, temperature, images
 SNAPSHOT_IMAGES = 512  # Figure 3: f_θ of the first 512 training images, two augmented views each
-PROGRESS_S, LONG_RUN_S = 30, 3 * 3600  # one progress line 30 s into training; a warning for runs over 3 hours
+PROGRESS_S, PROGRESS_EVERY_S = 30, 180  # a progress line 30 s into training, then at least every 3 minutes
+LONG_RUN_S = 3 * 3600  # a warning for runs over 3 hours
 
 
 # -----------------------------------------------------------------------------
@@ -267,8 +273,8 @@ def autocast(args):
     its own rather than summed in bf16, and a CUDA graph could not keep the cache across replays."""
     return torch.autocast(args.device.split(":")[0], torch.bfloat16, enabled=args.amp, cache_enabled=False)
 
-def train_step(model, teacher, opt, x, tau, args, labels=None):
-    """Algorithm 1, lines 4-12, on a minibatch x of uint8 images (N, 3, H, W). Returns the step's METRICS."""
+def views_and_loss(model, teacher, x, args, labels=None):
+    """Algorithm 1, lines 4-8, on a minibatch x of uint8 images (N, 3, H, W): the loss and the step's METRICS."""
     v1, v2 = two_views(x, args)  # line 4: t1(x), t2(x)
     with autocast(args):
         z1, z2, f1, f2, z_prime1, z_prime2 = forward_views(model, teacher, v1, v2, args)  # lines 5-6: z, z′
@@ -276,11 +282,16 @@ def train_step(model, teacher, opt, x, tau, args, labels=None):
         loss = supervised_loss(z1, z2, labels)
     else:
         loss = objective(z1, z2, z_prime1, z_prime2, args)  # lines 7-8: l_align, ∓ l_cross-model (eqs. 6, 8; BYOL: 3)
+    return loss, step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+
+def train_step(model, teacher, opt, x, tau, args, labels=None):
+    """Algorithm 1, lines 4-12, on a minibatch x of uint8 images (N, 3, H, W). Returns the step's METRICS."""
+    loss, metrics = views_and_loss(model, teacher, x, args, labels)  # lines 4-8: views, z, z′, the loss
     opt.zero_grad(set_to_none=True)
     loss.backward()  # line 10
     opt.step()  # line 11: θ, w <- Adam
     ema_update(teacher, model, tau)  # line 12: ξ <- τ_k ξ + (1 - τ_k) θ (eq. 4)
-    return step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+    return metrics
 
 def train(model, teacher, data, args):
     """Algorithm 1 for --epochs epochs (lines 1-3; lines 4-12 are train_step), resumable from OUT.ckpt.
@@ -288,74 +299,38 @@ def train(model, teacher, data, args):
     if args.epochs == 0:  # the Rand-Baseline: no training
         return rand_baseline(model, teacher, data, args)
     (images, labels), opt = data["train"], make_optimizer(model, args)
-    start, history, seconds = load_checkpoint(model, teacher, opt, args) if args.resume else (0, [], 0.0)
+    steps = len(images) // args.batch_size  # the last partial batch is dropped
+    state = RunState(model, teacher, opt, data, steps, args)  # below the banner: OUT.ckpt, the log, signals
     step = lambda x, tau, labels: train_step(model, teacher, opt, x, tau, args, labels)  # noqa: E731
     if args.cuda_graph:  # speed: the same step, recorded once as a CUDA graph and replayed (speed section)
         step = cuda_graph_step(step, model, teacher, opt, images, args)
-    steps = len(images) // args.batch_size  # the last partial batch is dropped
-    progress = make_progress(start, steps, args)
-    for epoch in range(start, args.epochs):
-        t0, sums = time.perf_counter(), torch.zeros(len(METRICS), device=images.device)
-        perm = torch.randperm(len(images), device=images.device)
-        for i in range(steps):  # line 1: k = epoch * steps + i
-            batch = perm[i * args.batch_size:(i + 1) * args.batch_size]  # lines 2-3: the minibatch x
-            sums += step(images[batch], tau_at(epoch * steps + i, args.epochs * steps, args), labels[batch])
-            progress(epoch, i)
-        dt = time.perf_counter() - t0
-        seconds += dt
-        end_of_epoch(epoch, sums / steps, dt, seconds, history, model, teacher, opt, data, args)
-    return history, seconds
+    with state:
+        for epoch in range(state.epoch, args.epochs):
+            perm, sums, first = state.start_epoch(len(images), images.device)  # a new random order, or a resumed one
+            for i in range(first, steps):  # line 1: k = epoch * steps + i
+                batch = perm[i * args.batch_size:(i + 1) * args.batch_size]  # lines 2-3: the minibatch x
+                sums += step(images[batch], tau_at(epoch * steps + i, args.epochs * steps, args), labels[batch])
+                state.after_step(epoch, i, perm, sums)  # progress; OUT.ckpt when due, and on a signal a stop
+            state.end_epoch(epoch, sums)  # the epoch's row; OUT.ckpt every --save-every epochs
+    return state.history, state.seconds
 
 def rand_baseline(model, teacher, data, args):
-    """--epochs 0: the metrics of one pass over the data, on copies of the networks, so that the probe sees the
-    encoder exactly as initialised, BatchNorm statistics included (as the authors' code)."""
+    """--epochs 0: the metrics of one pass of lines 4-8 over the data, without learning, on copies of the networks, so
+    that the probe sees the encoder exactly as initialised, BatchNorm statistics included (as the authors' code)."""
     model, teacher = copy.deepcopy(model), copy.deepcopy(teacher)
     images, labels = data["train"]
     steps = len(images) // args.batch_size
+    log_header()
     t0, sums = time.perf_counter(), torch.zeros(len(METRICS), device=images.device)
     perm = torch.randperm(len(images), device=images.device)
-    log_header()
     for i in range(steps):
         batch = perm[i * args.batch_size:(i + 1) * args.batch_size]
-        v1, v2 = two_views(images[batch], args)
-        with torch.no_grad(), autocast(args):
-            z1, z2, f1, f2, z_prime1, z_prime2 = forward_views(model, teacher, v1, v2, args)
-        if args.loss == "supervised":
-            loss = supervised_loss(z1, z2, labels[batch])
-        else:
-            loss = objective(z1, z2, z_prime1, z_prime2, args)
-        sums += step_metrics(loss, z1, z2, f1, f2, z_prime1, z_prime2, args)
+        with torch.no_grad():
+            sums += views_and_loss(model, teacher, images[batch], args, labels[batch])[1]
+    sync(args.device)
     history, seconds = [], time.perf_counter() - t0
-    end_of_epoch(0, sums / steps, seconds, seconds, history, model, teacher, None, data, args)
+    epoch_row(0, sums / steps, seconds, seconds, history, model, data, args)
     return history, seconds
-
-def end_of_epoch(epoch, means, dt, seconds, history, model, teacher, opt, data, args):
-    """The bookkeeping after an epoch: the epoch's metrics read by the host, the finite check, the row (kNN monitor,
-    ||W - I|| of a linear predictor), the collapse notice, Figure 3's snapshots and the checkpoint."""
-    means = dict(zip(METRICS, means.tolist()))
-    for name, value in means.items():
-        if not math.isfinite(value):
-            fail(f"the {name} became {value} at epoch {epoch + 1}; "
-                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
-    epochs = max(args.epochs, 1)
-    row = dict(epoch=epoch + 1, **means, images_per_s=len(data["train"][1]) // args.batch_size * args.batch_size / dt,
-               seconds=seconds, eta_s=seconds / (epoch + 1) * (epochs - epoch - 1))
-    if args.knn_every and (epoch + 1) % args.knn_every == 0:
-        row["knn_acc"] = knn_accuracy(model.encoder, data, args.image_size, args.amp)
-    if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
-        row["w_identity_gap"] = identity_gap(model.predictor)
-    history.append(row)
-    log_row(row)
-    if row["spread"] < COLLAPSE_SPREAD and all(r.get("spread", 1) >= COLLAPSE_SPREAD for r in history[:-1]):
-        print(f"collapse: the spread of f_θ's normalised outputs fell to {row['spread']:.3f} (1: spread over the "
-              f"sphere, 0: one point for every image), so L_align near 0 means nothing here; the paper (Sec. 3) "
-              f"finds that BYOL collapses like this without a predictor, and that the predictor prevents it")
-    if epoch + 1 in args.snapshot_epochs:
-        save_snapshot(model, data["train"][0], args, epoch + 1)
-    if opt is not None and ((epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs):
-        save_checkpoint(dict(model=model.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
-                             rng=rng_state(args.device), epoch=epoch + 1, history=history, seconds=seconds,
-                             config=config_of(args)), args.out + ".ckpt")
 
 def make_optimizer(model, args):
     """Adam (App. C), fused on CUDA (speed), capturable for a CUDA graph."""
@@ -557,8 +532,8 @@ def linear_eval(encoder, data, args):
 
 
 # =============================================================================
-# What serves the method: the command line, data loading, results files and checkpoints, main, and (last) the
-# speed machinery.
+# What serves the method: the command line, data loading, results files and checkpoints, training bookkeeping,
+# main, and (last) the speed machinery.
 
 # -----------------------------------------------------------------------------
 # Command line
@@ -627,6 +602,8 @@ def parser():
     add("--out", default="raft-run.json", help="results file (JSON, written atomically); OUT.ckpt, OUT.pt beside")
     add("--resume", action="store_true", help="continue from OUT.ckpt; reuse OUT if it is finished")
     add("--save-every", type=int, default=10, help="checkpoint every N epochs (and at the end of training)")
+    add("--checkpoint-minutes", type=float, default=30.0,
+        help="also checkpoint mid-epoch every N minutes of training (0: off); Ctrl-C and SIGTERM checkpoint too")
     add("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
     add("--compile", action="store_true", help="torch.compile the encoders of f_θ and f_ξ")
     add("--cuda-graph", action="store_true",
@@ -647,8 +624,8 @@ def validate(args):
         (args.lr > 0 and args.eval_lr > 0, "learning rates must be > 0"),
         (0 <= args.blur <= 1 and 0 <= args.solarize <= 1, "--blur and --solarize are probabilities"),
         (0 <= args.jitter_strength <= 1.25, "--jitter-strength must lie in [0, 1.25] (brightness 1 ± 0.8s >= 0)"),
-        (min(args.train_subset, args.knn_every) >= 0 and args.save_every >= 1,
-         "--train-subset, --knn-every must be >= 0, --save-every >= 1"),
+        (min(args.train_subset, args.knn_every, args.checkpoint_minutes) >= 0 and args.save_every >= 1,
+         "--train-subset, --knn-every, --checkpoint-minutes must be >= 0, --save-every >= 1"),
         (args.train_subset not in range(1, args.batch_size), "--train-subset must be at least --batch-size (0: all)"),
         (args.loss != "byol" or (args.alpha, args.beta) == (1.0, 1.0),
          "--alpha and --beta weight eqs. 6 and 8: use them with --loss byol-prime or raft"),
@@ -774,10 +751,26 @@ def check_writable(path):
     except OSError as e:
         fail(f"cannot write --out {path!r}: {e.strerror or e}")
 
+# flags that change no number a run logs: where it runs and writes, when it checkpoints, what it adds
+NO_NUMBER_FLAGS = {"resume", "device", "save_every", "checkpoint_minutes", "out", "data_dir", "knn_every", "compile",
+                   "snapshot_epochs"}
+
 def config_of(args):
     """The flags that determine a run's result (what a resumed run must share)."""
-    ignore = {"resume", "device", "save_every", "out", "data_dir", "knn_every", "compile", "snapshot_epochs"}
-    return {k: v for k, v in vars(args).items() if k not in ignore}
+    return {k: v for k, v in vars(args).items() if k not in NO_NUMBER_FLAGS}
+
+def resume_command(args):
+    """The command line that continues this run: its flags that differ from the defaults, then --resume."""
+    defaults, words = vars(parser().parse_args([])), ["python", "raft.py"]
+    for key, value in vars(args).items():
+        flag = "--" + key.replace("_", "-")
+        if key == "resume" or value == defaults[key]:
+            continue
+        if isinstance(value, bool):  # a switch; --amp is the only one whose default is neither
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return shlex.join(words + ["--resume"])
 
 def stored_config(config):
     """The configuration in a results file or checkpoint; a flag added since it was written counts at its default."""
@@ -794,8 +787,18 @@ def versions():
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
                 commit=commit, modified=modified if commit else None)
 
+def cpu_model():
+    """The CPU's model name: numbers from a run on another CPU model differ in their last digits, and they grow."""
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown"
+
 def describe_device(device):
-    return torch.cuda.get_device_name(device) if "cuda" in device else f"cpu ({torch.get_num_threads()} threads)"
+    """The GPU's model name, or the CPU's model and threads."""
+    return torch.cuda.get_device_name(device) if "cuda" in device else \
+        f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
 
 def write_text(text, path):
     with open(path, "w") as f:
@@ -811,9 +814,10 @@ def save_atomically(obj, path, save=torch.save):
         save(obj, tmp)
         os.replace(tmp, path)
     except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}")
+    finally:  # a failed write, or a second Ctrl-C during it, leaves no temporary file
         if os.path.exists(tmp):
             os.remove(tmp)
-        fail(f"cannot write {path}: {e.strerror or e}")
 
 def save_checkpoint(state, path):  # a function of its own, where a test interrupts a run
     save_atomically(state, path)
@@ -827,10 +831,12 @@ def set_rng_state(state, device):
         torch.cuda.set_rng_state(state["cuda"], device)
 
 def load_checkpoint(model, teacher, opt, args):
-    """Restore a run from OUT.ckpt if there is one; returns (epoch, history, seconds), (0, [], 0.0) for a new run."""
+    """Restore a run from OUT.ckpt if there is one; returns the checkpoint (epoch, step, the epoch's order and sums,
+    history, seconds), {} for a new run."""
     path = args.out + ".ckpt"
     if not os.path.exists(path):
-        return 0, [], 0.0
+        print(f"--resume: no {path}, so this is a new run from epoch 1")
+        return {}
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     except Exception as e:
@@ -843,8 +849,9 @@ def load_checkpoint(model, teacher, opt, args):
     teacher.load_state_dict(ckpt["teacher"])
     opt.load_state_dict(ckpt["opt"])
     set_rng_state(ckpt["rng"], args.device)
-    print(f"resumed from {path} at epoch {ckpt['epoch']}")
-    return ckpt["epoch"], ckpt["history"], ckpt["seconds"]
+    step = ckpt.get("step", 0)  # a checkpoint from before mid-epoch ones has none
+    print(f"resumed from {path} at epoch {ckpt['epoch']}" + (f", step {step} of the next" if step else ""))
+    return ckpt
 
 def table_values(history):
     """Tables 1 and 3 report L_align and L_uniform as the mean over the last 10 epochs of training (Table 1 caption)."""
@@ -899,26 +906,158 @@ def duration(seconds):
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else \
         f"{seconds:.0f} s"
 
-def make_progress(start, steps, args):
-    """The log's header, then progress(epoch, i) after each step: once, PROGRESS_S seconds into training, how far
-    the epoch is and what the whole training will take on this device, with cheaper settings where that is long."""
-    log_header()
-    t0, shown = time.perf_counter(), False
 
-    def progress(epoch, i):
-        nonlocal shown
-        elapsed = time.perf_counter() - t0
-        if shown or elapsed < PROGRESS_S:
-            return
-        shown, done = True, (epoch - start) * steps + i + 1
-        total = elapsed / done * (args.epochs - start) * steps
-        print(f"epoch {epoch + 1}: step {i + 1} of {steps}, {done * args.batch_size / elapsed:.0f} images/s; training "
-              f"takes about {duration(total)} on {describe_device(args.device)}, then the probe", flush=True)
-        if total > LONG_RUN_S:
+# -----------------------------------------------------------------------------
+# Training bookkeeping: what train's loop does between the steps of Algorithm 1 (the log, progress lines, OUT.ckpt,
+# and stopping on a signal)
+
+def sync(device):
+    """Wait for the device's queued work (CUDA), so that the clock read next includes it: once per epoch and per
+    progress line, never inside a step."""
+    if on_gpu(device):
+        torch.cuda.synchronize(device)
+
+class RunState:
+    """Where a training run is (epoch, step, the epoch's order and running sums: all a checkpoint needs to resume it
+    exactly), its history and clock. OUT.ckpt is written every --save-every epochs, every --checkpoint-minutes of
+    training, and at SIGINT (Ctrl-C) or SIGTERM (a scheduler), after which the run stops at the next step boundary;
+    a second signal stops at once. A progress line PROGRESS_S into training, then at least every PROGRESS_EVERY_S."""
+
+    def __init__(self, model, teacher, opt, data, steps, args):
+        self.model, self.teacher, self.opt, self.data, self.steps, self.args = model, teacher, opt, data, steps, args
+        ckpt = load_checkpoint(model, teacher, opt, args) if args.resume else {}
+        self.epoch, self.step = ckpt.get("epoch", 0), ckpt.get("step", 0)  # epochs done; steps done of the next
+        self.perm, self.sums = ckpt.get("perm"), ckpt.get("sums")  # the interrupted epoch's order and running sums
+        self.epoch_seconds = ckpt.get("epoch_seconds", 0.0)
+        self.history, self.seconds = ckpt.get("history", []), ckpt.get("seconds", 0.0)
+        self.first_step, self.signal, self.handlers = self.epoch * steps + self.step, None, {}
+
+    def __enter__(self):
+        log_header()
+        self.t0 = self.saved_at = time.perf_counter()
+        self.next_progress, self.shown = self.t0 + PROGRESS_S, False
+        if threading.current_thread() is threading.main_thread():  # only the main thread may take signals
+            self.handlers = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.handlers.items():
+            signal.signal(s, handler)
+
+    def on_signal(self, signum, frame):
+        if self.signal:  # the second: at once
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        os.write(2, f"raft.py: {self.signal}: saving {self.args.out}.ckpt after this step, then stopping (once "
+                    f"more to stop at once)\n".encode())  # os.write: safe inside a handler, unlike print
+
+    def start_epoch(self, n, device):
+        """The epoch's order of the n images, its running sums and its first step: a new random order (lines 2-3),
+        or those of the epoch a checkpoint interrupted."""
+        self.epoch_t0 = time.perf_counter()
+        if self.perm is not None:
+            perm, sums, first = self.perm.to(device), self.sums.to(device), self.step
+            self.perm = self.sums = None
+            return perm, sums, first
+        self.epoch_seconds = 0.0
+        sums = torch.zeros(len(METRICS), device=device)
+        return torch.randperm(n, device=device), sums, 0
+
+    def after_step(self, epoch, i, perm, sums):
+        """A progress line when one is due; OUT.ckpt mid-epoch when --checkpoint-minutes have passed or a signal
+        came, and then, for a signal, the stop."""
+        now = time.perf_counter()
+        if now >= self.next_progress:
+            self.progress(epoch, i)
+        minutes = self.args.checkpoint_minutes
+        if self.signal or (minutes and now - self.saved_at >= 60 * minutes):
+            self.save(epoch, i + 1, perm, sums)
+        if self.signal:
+            self.stop(f"at epoch {epoch + 1}, step {i + 1} of {self.steps}")
+
+    def end_epoch(self, epoch, sums):
+        """The epoch's row (epoch_row), OUT.ckpt every --save-every epochs and at the end of training."""
+        sync(self.args.device)
+        dt = self.epoch_seconds + time.perf_counter() - self.epoch_t0
+        self.seconds += dt
+        epoch_row(epoch, sums / self.steps, dt, self.seconds, self.history, self.model, self.data, self.args)
+        if self.shown:  # a row is news too: the next progress line a full interval later
+            self.next_progress = max(self.next_progress, time.perf_counter() + PROGRESS_EVERY_S)
+        if (epoch + 1) % self.args.save_every == 0 or epoch + 1 == self.args.epochs or self.signal:
+            self.save(epoch + 1, 0)
+        if self.signal:
+            self.stop(f"after epoch {epoch + 1}")
+
+    def save(self, epoch, step, perm=None, sums=None):
+        """OUT.ckpt: `epoch` epochs and `step` steps of the next one done, with that epoch's order and sums."""
+        partial = self.epoch_seconds + time.perf_counter() - self.epoch_t0 if step else 0.0
+        save_checkpoint(dict(model=self.model.state_dict(), teacher=self.teacher.state_dict(),
+                             opt=self.opt.state_dict(), rng=rng_state(self.args.device), epoch=epoch, step=step,
+                             perm=None if perm is None else perm.cpu(), sums=None if sums is None else sums.cpu(),
+                             epoch_seconds=partial, history=self.history, seconds=self.seconds,
+                             config=config_of(self.args)), self.args.out + ".ckpt")
+        self.saved_at = time.perf_counter()
+
+    def stop(self, where):
+        """One line: where the run stopped, the checkpoint, the command that continues it; exit 128 + the signal."""
+        print(f"raft.py: stopped by {self.signal} {where}; saved {self.args.out}.ckpt; to continue: "
+              f"{resume_command(self.args)}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signal.Signals[self.signal].value)
+
+    def progress(self, epoch, i):
+        """Step, images/s and the time left; the first line also what the whole training takes on this device."""
+        sync(self.args.device)
+        now = time.perf_counter()
+        elapsed, done = now - self.t0, epoch * self.steps + i + 1 - self.first_step
+        total = elapsed / done * (self.args.epochs * self.steps - self.first_step)
+        where = f"epoch {epoch + 1}: step {i + 1} of {self.steps}, {done * self.args.batch_size / elapsed:.0f} images/s"
+        if self.shown:
+            print(f"{where}; about {duration(total - elapsed)} of training left", flush=True)
+        else:
+            print(f"{where}; training takes about {duration(total)} on {describe_device(self.args.device)}, then the "
+                  f"probe", flush=True)
+        if total > LONG_RUN_S and not self.shown:  # once, with cheaper settings
             print(f"that is long for this device: for a first look, PROFILE=demo bash run_all.sh (minutes on a CPU), "
                   f"or --encoder small --image-size 32 --train-subset 2560 --batch-size 64 (run_all.sh's CPU profile)",
                   flush=True)
-    return progress
+        self.shown, self.next_progress = True, now + PROGRESS_EVERY_S
+
+def epoch_row(epoch, means, dt, seconds, history, model, data, args):
+    """An epoch's row: its metrics read by the host, the finite check, the kNN monitor, ||W - I|| of a linear
+    predictor; logged, with the collapse notice the first time the spread falls, and Figure 3's snapshot."""
+    means = dict(zip(METRICS, means.tolist()))
+    for name, value in means.items():
+        if not math.isfinite(value):
+            fail(f"the {name} became {value} at epoch {epoch + 1}; "
+                 f"the last checkpoint ({args.out}.ckpt, if any) is kept")
+    epochs = max(args.epochs, 1)
+    row = dict(epoch=epoch + 1, **means, images_per_s=len(data["train"][1]) // args.batch_size * args.batch_size / dt,
+               seconds=seconds, eta_s=seconds / (epoch + 1) * (epochs - epoch - 1))
+    if args.knn_every and (epoch + 1) % args.knn_every == 0:
+        row["knn_acc"] = knn_accuracy(model.encoder, data, args.image_size, args.amp)
+    if args.loss != "supervised" and args.predictor in ("linear", "linear-identity"):
+        row["w_identity_gap"] = identity_gap(model.predictor)
+    history.append(row)
+    log_row(row)
+    if row["spread"] < COLLAPSE_SPREAD and all(r.get("spread", 1) >= COLLAPSE_SPREAD for r in history[:-1]):
+        print(collapse_notice(row["spread"], args))
+    if epoch + 1 in args.snapshot_epochs:
+        save_snapshot(model, data["train"][0], args, epoch + 1)
+
+NAMES = {"byol": "BYOL", "byol-prime": "BYOL′", "raft": "RAFT"}
+
+def collapse_notice(spread, args):
+    """What a spread below COLLAPSE_SPREAD means, and what the paper found for this loss and predictor."""
+    said = (f"collapse: the spread of f_θ's normalised outputs fell to {spread:.3f} (1: spread over the sphere, 0: one "
+            f"point for every image), so L_align near 0 means nothing here")
+    settings = f"see --lr {args.lr:g} (paper 3e-4) and --tau {args.tau:g} (paper 0.996)"
+    if args.loss == "supervised":
+        return f"{said}; the supervised reference learns from labels and should not collapse: {settings}"
+    if args.predictor == "none":
+        return (f"{said}; the paper (Sec. 3, Table 1) finds that BYOL, BYOL′ and RAFT all collapse like this without "
+                f"a predictor, and that a predictor prevents it")
+    return (f"{said}; with a predictor the paper's {NAMES[args.loss]} does not collapse (Sec. 3, Table 1), so this "
+            f"run is off the paper's path: {settings}")
 
 
 # -----------------------------------------------------------------------------
@@ -957,13 +1096,32 @@ def run(args):
           f"L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}, {args.out}.pt")
     return result
 
+def refuse_to_overwrite(args):
+    """Without --resume, a finished results file or an interrupted run's checkpoint is never silently replaced."""
+    if os.path.exists(args.out):
+        fail(f"{args.out} exists (a finished run): add --resume to reuse it, or give another --out")
+    if os.path.exists(args.out + ".ckpt"):
+        fail(f"{args.out}.ckpt holds an interrupted run: add --resume to continue it, or give another --out")
+
+def stopped_at_once(args):
+    """A second Ctrl-C (or a first outside training): one line saying what is kept, no traceback."""
+    kept = os.path.exists(args.out + ".ckpt")
+    print(f"raft.py: stopped at once; {args.out}.ckpt is kept: to continue, {resume_command(args)}" if kept else
+          "raft.py: stopped at once; no checkpoint of this run was saved", file=sys.stderr)
+    raise SystemExit(130)
+
 def main(argv=None):
     args = get_args(argv)
     set_up_device(args)
     check_writable(args.out)
     if args.resume and os.path.exists(args.out):  # run_all.sh re-runs everything with --resume
         return finished_run(args)
-    return run(args)
+    if not args.resume:
+        refuse_to_overwrite(args)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        stopped_at_once(args)
 
 
 # -----------------------------------------------------------------------------

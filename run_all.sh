@@ -58,6 +58,10 @@ case "$PROFILE" in
 esac
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || error "JOBS must be a whole number >= 1"
 [[ "$FIGURE4_KNN" =~ ^(0|[1-9][0-9]*)$ ]] || error "FIGURE4_KNN must be a whole number >= 0, not '$FIGURE4_KNN'"
+[[ "${THREADS:-}" =~ ^([1-9][0-9]*)?$ ]] ||
+  error "THREADS must be a whole number >= 1 (or empty: torch's default), not '$THREADS'"
+[[ "${GPUS:-}" =~ ^([0-9]+(,[0-9]+)*)?$ ]] ||
+  error "GPUS must be CUDA device numbers separated by commas, e.g. 0,1 (or empty: no GPU), not '$GPUS'"
 if [ -n "${SEED_LIST:-}" ]; then
   [[ "$SEED_LIST" =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] ||
     error "SEED_LIST must be seeds separated by commas, e.g. 0,2, not '$SEED_LIST'"

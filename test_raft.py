@@ -12,6 +12,9 @@ import glob
 import json
 import math
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
 import types
@@ -652,7 +655,7 @@ def test_resume_reaches_the_uninterrupted_result(folder, tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(raft, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match="130"):  # a Ctrl-C outside a step boundary: stopped at once, one line
         raft.main(cli(folder, out, *flags))
     assert calls == [1] and os.path.exists(str(out) + ".ckpt") and not out.exists()
     monkeypatch.setattr(raft, "save_checkpoint", save)
@@ -756,6 +759,88 @@ def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tm
     with pytest.raises(SystemExit, match="other settings"):
         raft.main(cli(folder, out, "--epochs", 1, "--resume", "--beta", 2))
 
+
+
+def signal_at_call(monkeypatch, n, *signals):
+    """train_step, sending the signals to this process during its n-th call (a Ctrl-C or a scheduler's SIGTERM
+    mid-epoch); returns the list of calls."""
+    step, calls = raft.train_step, []
+
+    def step_and_signal(*a, **k):
+        calls.append(1)
+        for s in signals if len(calls) == n else ():
+            os.kill(os.getpid(), s)
+        return step(*a, **k)
+    monkeypatch.setattr(raft, "train_step", step_and_signal)
+    return calls
+
+
+def test_a_signal_mid_epoch_checkpoints_and_the_resumed_run_is_the_uninterrupted_one(folder, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """SIGINT in epoch 2's step 2 (of 4): OUT.ckpt at that step boundary (the epoch's order, the step, its running
+    sums, the generators), exit 130 with one line naming the checkpoint and the command that continues; that command
+    runs the 2 steps left and every number equals the uninterrupted run's."""
+    flags = ("--epochs", 2, "--seed", 3)
+    full = raft.main(cli(folder, tmp_path / "full.json", *flags))
+    out, handler = tmp_path / "cut.json", signal.getsignal(signal.SIGINT)
+    calls = signal_at_call(monkeypatch, 6, signal.SIGINT)
+    with pytest.raises(SystemExit) as stopped:
+        raft.main(cli(folder, out, *flags))
+    assert stopped.value.code == 128 + signal.SIGINT and len(calls) == 6 and not out.exists()
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"raft.py: stopped by SIGINT at epoch 2, step 2 of 4; saved {out}.ckpt; to continue: "
+                           f"python raft.py ") and last.endswith(" --resume"), last
+    ckpt = torch.load(f"{out}.ckpt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"], len(ckpt["history"])) == (1, 2, 1) and ckpt["perm"].shape == (64,)
+    assert signal.getsignal(signal.SIGINT) is handler  # the handlers are put back
+    command = shlex.split(last.split("to continue: ")[1])
+    assert raft.config_of(raft.get_args(command[2:])) == raft.config_of(raft.get_args(cli(folder, out, *flags)))
+    calls = signal_at_call(monkeypatch, 0)
+    resumed = raft.main(command[2:])
+    assert len(calls) == 2  # epoch 2's steps 3 and 4 only
+    clock = {"images_per_s", "seconds", "eta_s"}
+    assert [{k: v for k, v in r.items() if k not in clock} for r in resumed["history"]] == \
+        [{k: v for k, v in r.items() if k not in clock} for r in full["history"]]
+    assert resumed["probe_history"] == full["probe_history"] and not os.path.exists(f"{out}.ckpt")
+
+
+def test_a_second_signal_stops_at_once(folder, tmp_path, monkeypatch, capfd):
+    """SIGTERM asks for a stop at the step boundary; a second signal before it stops at once, in one line."""
+    signal_at_call(monkeypatch, 2, signal.SIGTERM, signal.SIGINT)
+    with pytest.raises(SystemExit) as stopped:
+        raft.main(cli(folder, tmp_path / "twice.json", "--epochs", 1))
+    assert stopped.value.code == 130
+    err = capfd.readouterr().err.strip().splitlines()  # the first line: os.write, safe inside a signal handler
+    assert err[0].startswith("raft.py: SIGTERM: saving") and "once more to stop at once" in err[0]
+    assert err[1:] == ["raft.py: stopped at once; no checkpoint of this run was saved"]
+
+
+def test_a_checkpoint_every_n_minutes_of_training(tmp_path, monkeypatch):
+    """--checkpoint-minutes: OUT.ckpt mid-epoch once that much training time has passed (here: after every step)."""
+    saved = []
+    monkeypatch.setattr(raft, "save_checkpoint", lambda state, path: saved.append((state["epoch"], state["step"])))
+    for minutes, expected in [("1e-9", [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]), ("0", [(1, 0)])]:
+        saved.clear()
+        args, model, teacher = build(["--epochs", 1, "--batch-size", 8, "--knn-every", 0, "--checkpoint-minutes",
+                                      minutes, "--out", tmp_path / "t.json"])
+        raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=4)), args)
+        assert saved == expected, minutes
+
+
+def test_nothing_is_overwritten_or_restarted_silently(tmp_path, capsys):
+    """Without --resume an existing OUT or OUT.ckpt is refused in one line, before any data is read; --resume
+    without a checkpoint says that it starts a new run."""
+    out = tmp_path / "r.json"
+    argv = cli(str(tmp_path / "no-data-needed"), out, "--epochs", 1)
+    for path, says in [(f"{out}.ckpt", "holds an interrupted run: add --resume to continue it"),
+                       (out, "exists (a finished run): add --resume to reuse it")]:
+        open(path, "w").close()
+        with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: {path} {says}, or give another --out")):
+            raft.main(argv)
+    os.remove(out), os.remove(f"{out}.ckpt")
+    args, model, teacher = build(["--epochs", 1, "--batch-size", 8, "--knn-every", 0, "--resume", "--out", out])
+    raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=2)), args)
+    assert capsys.readouterr().out.startswith(f"--resume: no {out}.ckpt, so this is a new run from epoch 1\n")
 
 BAD_INPUTS = ["cuda graph on a cpu", "train but no test", "test but no train", "download fails", "negative beta",
               "mirror without predictor", "unknown loss", "out is a folder", "corrupt checkpoint", "subset below batch",
@@ -1204,8 +1289,9 @@ class FakeStream:
 def gpu_path(monkeypatch):
     """on_gpu() true (channels_last, fused and capturable Adam) and the CUDA graph API stood in for: the warm-up on a
     side stream and its undoing run for real; a replay runs the recorded body eagerly."""
-    entered, FakeStream.made = [], []
+    entered, FakeStream.made, FakeStream.synced = [], [], []
     monkeypatch.setattr(raft, "on_gpu", lambda device: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: FakeStream.synced.append(device))
     monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream(device))
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
@@ -1434,3 +1520,44 @@ def test_the_collapse_notice_comes_once(monkeypatch, capsys, tmp_path):
     args, model, teacher = build(["--epochs", 1, "--batch-size", 8, "--knn-every", 0, "--out", tmp_path / "d.json"])
     raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=4)), args)
     assert "collapse" not in capsys.readouterr().out
+
+
+def test_progress_lines_come_at_least_every_progress_every_s(monkeypatch, capsys, tmp_path):
+    """After the first line, one at least every PROGRESS_EVERY_S through an epoch (here 0: after every step), with
+    the step, images/s and the training time left."""
+    monkeypatch.setattr(raft, "PROGRESS_S", 0)
+    monkeypatch.setattr(raft, "PROGRESS_EVERY_S", 0)
+    args, model, teacher = build(["--epochs", 1, "--batch-size", 8, "--knn-every", 0, "--out", tmp_path / "p.json"])
+    raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=4)), args)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1: step")]
+    assert [line.split(",")[0] for line in lines] == [f"epoch 1: step {i} of 5" for i in range(1, 6)]
+    assert all(re.search(r", \d+ images/s; about \d+ s of training left$", line) for line in lines[1:]), lines
+
+
+@pytest.mark.parametrize("progress_s", [0, 1e9])
+def test_the_clock_is_read_after_a_device_sync(gpu_path, tmp_path, monkeypatch, progress_s):
+    """On CUDA the epoch time and each progress line read the clock after torch.cuda.synchronize (queued launches
+    done): one sync per epoch and per progress line, none inside the step (test_no_host_sync_inside_the_step)."""
+    monkeypatch.setattr(raft, "PROGRESS_S", progress_s)
+    monkeypatch.setattr(raft, "PROGRESS_EVERY_S", progress_s)
+    args, model, teacher = build(["--epochs", 2, "--batch-size", 8, "--knn-every", 0, "--out", tmp_path / "s.json"])
+    raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=2)), args)  # 20 images: 2 steps an epoch
+    assert len(FakeStream.synced) == (2 + 4 if progress_s == 0 else 2)
+
+
+@pytest.mark.parametrize("loss,pred,says", [
+    ("byol", "none", "BYOL, BYOL′ and RAFT all collapse like this without a predictor"),
+    ("raft", "none", "BYOL, BYOL′ and RAFT all collapse like this without a predictor"),
+    ("raft", "mlp", "with a predictor the paper's RAFT does not collapse (Sec. 3, Table 1), so this run is off the "
+                    "paper's path: see --lr 1e+06 (paper 3e-4)"),
+    ("byol-prime", "linear", "the paper's BYOL′ does not collapse"),
+    ("supervised", "mlp", "the supervised reference learns from labels and should not collapse: see --lr 1e+06")])
+def test_the_collapse_notice_fits_the_loss_and_predictor(loss, pred, says):
+    notice = raft.collapse_notice(0.01, make_args("--loss", loss, "--predictor", pred, "--lr", "1e6"))
+    assert notice.startswith("collapse: the spread of f_θ's normalised outputs fell to 0.010") and says in notice
+
+
+def test_the_device_names_the_cpu_model():
+    """Numbers from another CPU model differ: the results file says which CPU made them."""
+    model = raft.cpu_model()
+    assert model and raft.describe_device("cpu") == f"cpu ({model}, {torch.get_num_threads()} threads)"

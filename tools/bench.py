@@ -3,6 +3,7 @@ step), MFU, both probes, a full run's time.
 
     python tools/bench.py                              # the paper's setup: 96 px, batch 128, ResNet18
     python tools/bench.py --compile --out bench.json   # also the compiled step; the numbers as JSON
+    python tools/bench.py --loss supervised --graph-check   # only the CUDA graph check of this setup
 
 It takes raft.py's flags (the setup it times) and uses random images: speed does not depend on content.
 On CUDA it first runs a few steps eager and as a CUDA graph from the same state and exits 1 if they differ.
@@ -11,7 +12,6 @@ On CUDA it first runs a few steps eager and as a CUDA graph from the same state 
 import argparse
 import functools
 import os
-import platform
 import sys
 import time
 
@@ -186,12 +186,7 @@ def time_probes(args, batch, rows):
 
 
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        return f"{names[0]}, {len(names)} logical cores"
-    except (OSError, IndexError):
-        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+    return f"{raft.cpu_model()}, {os.cpu_count()} logical cores"
 
 
 def benchmark(args, argv=None):
@@ -204,6 +199,8 @@ def benchmark(args, argv=None):
     batch = lambda: gpu_images[torch.randint(0, len(images), (args.batch_size,), device=args.device)]
     if cuda:
         rows.update(check_graph(args, gpu_images))
+    if args.graph_check:  # the check alone: a few seconds for each set of flags (tools/gpu_check.sh)
+        return
     time_augmentation(args, images, batch, rows)
     best = time_steps(args, batch, rows)
     n_train = time_probes(args, batch, rows)
@@ -225,7 +222,11 @@ def main(argv=None):
     p = raft.parser()
     p.description = "Time raft.py's training step, augmentation and probes for the setup its flags give."
     p.set_defaults(out=None)  # print only, unless --out names a JSON file
+    p.add_argument("--graph-check", action="store_true", help="only the CUDA graph check of this setup (exit 1 if "
+                   "the graphed step differs from the eager one)")
     args = raft.get_args(argv, p)
+    if args.graph_check and not args.device.startswith("cuda"):
+        raft.fail("--graph-check needs a CUDA device")
     raft.set_up_device(args)
     if args.out:
         raft.check_writable(args.out)

@@ -7,8 +7,10 @@ Each DIR holds results files <run>-s<seed>.json (as run_all.sh writes them). For
 them, one row per DIR: seeds, the probe's accuracy (mean of the last 10 probe epochs), and L_align (eq. 1) and
 L_uniform (eq. 2) at the last epoch of training; mean ± sample std over seeds, the seeds' values in brackets.
 With --identical: every number of two results files (configuration, history, probe, metrics) compared exactly,
-leaving out what a re-run need not repeat: the clock (seconds, images/s, eta), the versions (the commit) and
-where it ran (the data and output paths). Keys that only one of the two files has (a metric logged by a later
+leaving out what a re-run need not repeat: the clock (seconds, images/s, eta), the versions (the commit), where it
+ran (the device, the data and output paths) and the flags that change no number (raft.NO_NUMBER_FLAGS: --resume,
+--save-every, --checkpoint-minutes, --knn-every, --compile, --snapshot-epochs), so that a resumed run compares
+equal to the uninterrupted one. Keys that only one of the two files has (a metric logged by a later
 version of raft.py) are listed as added and not compared; every list (epochs, probe epochs) must have the same length.
 """
 
@@ -40,7 +42,7 @@ def compare(dirs):
     return "\n".join(lines)
 
 
-NOT_COMPARED = {"seconds", "images_per_s", "eta_s", "versions", "data_dir", "out"}  # clock, commit, paths
+NOT_COMPARED = {"seconds", "images_per_s", "eta_s", "versions"} | tables.raft.NO_NUMBER_FLAGS  # clock, commit, flags
 
 
 def flat(obj, prefix=""):
@@ -58,7 +60,7 @@ def load(path):
         with open(path) as f:
             return json.load(f)
     except ValueError:
-        tables.raft.fail(f"{path}: not a results file (no JSON)")
+        fail(f"{path}: not a results file (no JSON)")
 
 
 def list_lengths(obj, prefix=""):
@@ -98,11 +100,24 @@ def identical(path_a, path_b):
     return not differ and not differ_len
 
 
+def main(argv):
+    """Exit status 0, or with --identical 1 when the two files differ; a mistake: one line, exit status 1."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
+    if argv[:1] == ["--identical"]:
+        if len(argv) != 3 or not all(os.path.isfile(p) for p in argv[1:]):
+            fail("--identical takes two results files")
+        return 0 if identical(*argv[1:]) else 1
+    if len(argv) < 2 or not all(os.path.isdir(d) for d in argv):
+        fail("give two or more results folders, or --identical and two results files (--help)")
+    print(compare(argv))
+    return 0
+
+
+def fail(message):
+    raise SystemExit(f"compare.py: error: {message}")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--identical"]:
-        if len(sys.argv) != 4 or not all(os.path.isfile(p) for p in sys.argv[2:]):
-            tables.raft.fail("--identical takes two results files")
-        sys.exit(0 if identical(*sys.argv[2:]) else 1)
-    if len(sys.argv) < 3 or not all(os.path.isdir(d) for d in sys.argv[1:]):
-        tables.raft.fail("give two or more results folders")
-    print(compare(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

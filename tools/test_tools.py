@@ -89,6 +89,8 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     b = json.loads(json.dumps(a))
     b["seconds"], b["versions"] = {"train": 2.0}, {"commit": "def"}  # another clock, another commit: the same run
     a["config"]["out"], b["config"]["out"] = "results/a.json", "/elsewhere/a.json"  # and another place
+    a["device"], b["device"] = "cpu (AMD EPYC, 2 threads)", "cpu (Intel Xeon, 8 threads)"
+    b["config"].update(resume=True, save_every=1, checkpoint_minutes=5.0, knn_every=0)  # resumed: the same numbers
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     assert compare.identical(tmp_path / "a.json", tmp_path / "b.json")
@@ -99,7 +101,20 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     (tmp_path / "c.json").write_text("not json")
     with pytest.raises(SystemExit) as exit:  # a user's mistake: one line, no traceback
         compare.identical(tmp_path / "c.json", tmp_path / "a.json")
-    assert "not a results file" in str(exit.value.code)  # raft.fail: the message is the exit status
+    assert "not a results file" in str(exit.value.code)  # fail: the message is the exit status
+    b["history"][2]["align"] = a["history"][2]["align"]
+    a["config"]["lr"], b["config"]["lr"] = 3e-4, 1.0  # a flag that changes the numbers is compared
+    for name, result in [("a", a), ("b", b)]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    capsys.readouterr()
+    assert not compare.identical(tmp_path / "a.json", tmp_path / "b.json")
+    assert capsys.readouterr().out.splitlines()[0] == "config.lr: 0.0003 != 1.0"
+
+
+def test_compare_answers_help_and_names_its_own_mistakes(capsys):
+    assert compare.main(["--help"]) == 0 and "compare.py --identical A.json B.json" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="^compare.py: error: give two or more results folders"):
+        compare.main([])
 
 
 def test_every_table_row_has_a_run_and_every_run_parses():
@@ -195,6 +210,14 @@ def test_seeds_are_a_count_or_a_list_so_any_seed_runs_alone():
                       (dict(SEEDS="0"), "SEEDS must")]:
         status, stderr, runs = printed(**env)
         assert status == 2 and says in stderr and not runs, env  # a mistake: one line, nothing printed
+
+
+@pytest.mark.parametrize("env,says", [(dict(GPUS="x"), "GPUS must be CUDA device numbers"),
+                                      (dict(GPUS="0,,1"), "GPUS must"), (dict(THREADS="-1"), "THREADS must"),
+                                      (dict(THREADS="0"), "THREADS must")])
+def test_gpus_and_threads_are_checked_like_the_other_knobs(env, says):
+    status, stderr, runs = printed(**env)
+    assert status == 2 and says in stderr and not runs and len(stderr.splitlines()) == 1, stderr
 
 
 def test_demo_profile_runs_byol_with_and_without_predictor_on_the_cpu():
@@ -612,3 +635,52 @@ def test_longer_judges_each_claim_at_both_lengths_with_the_shorter_folders_rand_
     assert "**not shown** | 20 / 21 | < 22 / 23 | **shown** | **not shown → shown** |" in rows["1b"]  # rand from short
     assert rows["1a"].endswith("**shown** |  |")  # shown at both lengths: not moved
     assert text.rstrip().endswith("Verdicts that moved: 1.")
+
+
+# tools/gpu_check.sh: first contact with a GPU machine, here on the CPU
+
+
+def gpu_check(env, *argv):
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    return subprocess.run(["bash", os.path.join(TOOLS, "gpu_check.sh"), *argv], env=env, cwd="/", capture_output=True,
+                          text=True)
+
+
+def test_gpu_check_counts_missing_data_as_a_failure_finds_python3_and_records_the_commit(tmp_path):
+    """With python3 alone on PATH (a stand-in: no torch), no .git answer but COMMIT, and no CIFAR-10: the first run
+    that needs the data fails and says so, the others are skipped, the last line names it first, exit 1."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text("""#!/usr/bin/env bash
+if [ "$1" = raft.py ]; then echo "raft.py: error: no CIFAR-10 in 'nowhere' and the download failed" >&2; exit 1; fi
+case "$*" in *"import sys, torch, torchvision"*) printf '0 cpu\\npython 3 (stand-in)\\n';; *) echo "python3: $*";; esac
+""")
+    (bin_dir / "python3").chmod(0o755)
+    assert not any(os.path.exists(os.path.join(d, "python")) for d in ("/usr/bin", "/bin"))
+    env = dict(PATH=f"{bin_dir}:/usr/bin:/bin", PYTHON=None, COMMIT="abc123", DATA_DIR=str(tmp_path / "nowhere"))
+    res = gpu_check(env, str(tmp_path / "check"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    summary = (tmp_path / "check" / "summary.txt").read_text()
+    assert re.search(r"^no-amp +1 +\d+  failed \(no data\): raft.py: error: no CIFAR-10 in", summary, re.M), summary
+    assert re.search(r"^quick +- +-  skipped: no CIFAR-10 \(see no-amp\)", summary, re.M), summary
+    assert summary.strip().splitlines()[-1].startswith(f"no CIFAR-10 in {tmp_path / 'nowhere'} (logs/no-amp.log)")
+    assert "python3: tools/bench.py" in (tmp_path / "check" / "logs" / "bench.log").read_text()  # python3 found
+    assert "commit: abc123" in (tmp_path / "check" / "environment.txt").read_text()
+    again = gpu_check(env, str(tmp_path / "check"))  # a folder with results: nothing overwritten
+    assert again.returncode == 2 and "already holds files" in again.stderr
+
+
+def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(tmp_path):
+    """DRY_RUN=1 on the CPU: every command line parsed by raft.py's parser, the graph check listed for each flag set
+    that changes what the graph records (skipped without CUDA), exit 0, and nothing written under results/."""
+    before = sorted(glob.glob(os.path.join(REPO, "results", "*")))
+    res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(glob.glob(os.path.join(REPO, "results", "*"))) == before
+    (summary,) = glob.glob(str(tmp_path / "gpu_check-cpu.*" / "summary.txt"))
+    text = open(summary).read()
+    assert re.search(r"^flags +0 +\d+  ok", text, re.M), text
+    for flags in ["--loss supervised", "--blur 0.5", "--solarize 0.5", "--bn-views joint", "--tangent"]:
+        assert re.search(rf"^check-\S+ +- +-  skipped: needs a CUDA device\n +\S+ tools/bench.py .*{flags}.* "
+                         rf"--graph-check$", text, re.M), flags
+    assert not re.search(r"^tests", text, re.M)  # the CPU suite is not run on the device

@@ -612,6 +612,8 @@ def test_longer_checks_the_first_epochs_number_by_number_and_leaves_out_the_cloc
     short = fake_result(0, 30.0)
     long = json.loads(json.dumps(short))
     long["history"] += [dict(epoch=4, loss=0.05, align=1e-3, uniform=-1.0)]
+    for row in short["history"]:
+        row["seconds"] = 1.0
     for row in long["history"]:
         row["seconds"] = 99.0  # the clock differs: not a difference
     assert longer.first_epochs(short, long) == (12, 0, 0.0, None)  # 3 epochs x (epoch, loss, align, uniform)

@@ -210,6 +210,7 @@ for label, run in runs.items():
     axes[0].plot(epochs, [row["spread"] for row in run["history"]], "o-", label=label)
     axes[1].plot(epochs, [row["uniform"] for row in run["history"]], "o-", label=label)
 axes[0].axhline(raft.COLLAPSE_SPREAD, color="k", ls="--", lw=0.8)
+axes[0].text(1, raft.COLLAPSE_SPREAD, "collapsed below", va="bottom", fontsize=8)
 axes[0].set(title="spread of f_θ (0: one point)", xlabel="epoch", ylim=(0, None))
 axes[1].set(title="L_uniform(f_θ), eq. 2 (0: one point)", xlabel="epoch", ylim=(None, 0))
 axes[0].legend()
@@ -340,9 +341,11 @@ for name, rf in [("RAFT, mirrored", trajectory("--loss", "raft", "--mirror-init"
                  ("RAFT, not mirrored (control)", trajectory("--loss", "raft"))]:
     print(f"{name}\n  (L_RAFT + 4β) - L_BYOL′, step by step:",
           " ".join(f"{r + 4 - b:+.0e}" for r, b in zip(rf["losses"], bp["losses"])))
-    print(f"  after {len(rf['losses'])} steps, |θ_RAFT - θ_BYOL′| {(rf['theta'] - bp['theta']).norm() / bp['moved']:.0e}, "
-          f"|ξ_RAFT - ξ_BYOL′| {(rf['xi'] - bp['xi']).norm() / bp['moved']:.0e} (of how far θ_BYOL′ moved); "
-          f"|w_RAFT + w_BYOL′| {(rf['w_last'] + bp['w_last']).norm() / bp['w_last'].norm():.0e} of |w|")
+    print(f"  after {len(rf['losses'])} steps, relative to how far θ_BYOL′ moved: "
+          f"|θ_RAFT - θ_BYOL′| {(rf['theta'] - bp['theta']).norm() / bp['moved']:.0e}, "
+          f"|ξ_RAFT - ξ_BYOL′| {(rf['xi'] - bp['xi']).norm() / bp['moved']:.0e}")
+    print(f"  the predictor's last layer: |w_RAFT + w_BYOL′| / |w_BYOL′| "
+          f"{(rf['w_last'] + bp['w_last']).norm() / bp['w_last'].norm():.0e}")
 
 
 # %% [markdown]
@@ -508,7 +511,7 @@ print(", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts))))
 # %%
 for name in ["figure3", "figure4", "figure5"]:
     image = Image.open(f"results/cpu/{name}.png")
-    image.thumbnail((1000, 1000))
+    image.thumbnail((1000, 1600))  # as wide as the page
     buffer = io.BytesIO()
     image.convert("RGB").quantize(256).save(buffer, "png", optimize=True)  # a palette: a third of the bytes
     display({"image/png": base64.b64encode(buffer.getvalue()).decode(), "text/plain": f"results/cpu/{name}.png"},

@@ -497,9 +497,8 @@ display(Markdown(open("results/cpu/table3.md").read()))
 # %%
 claims = [row.strip("| ").split(" | ") for row in open("results/cpu/claims.md").read().splitlines()
           if row.startswith("| ") and not row.startswith("| # ")]
-cell = lambda text: text.replace("|", "\\|")  # a claim's ||W - I|| must not end its table cell
 display(Markdown("\n".join(["| # | the paper's claim (where) | verdict at this scale |", "|---|---|---|",
-                            *(f"| {c[0]} | {cell(c[1])} | {c[-1]} |" for c in claims)])))
+                            *(f"| {c[0]} | {c[1]} | {c[-1]} |" for c in claims)])))
 verdicts = [c[-1].split("**")[1] for c in claims]
 print(", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts))))
 

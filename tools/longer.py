@@ -84,7 +84,7 @@ def longer_markdown(short_dir, long_dir):
         cells = [f"{fmt(a)} | {direction} {fmt(b)} | **{verdict}**" for a, b, verdict, _ in judged]
         change = judged[0][2] != judged[1][2]
         moved += change
-        lines.append(f"| {cid} | {text} | {'accuracy %' if metric == tables.ACC else metric} | {cells[0]} | {cells[1]} "
+        lines.append(f"| {cid} | {tables.cell(text)} | {'accuracy %' if metric == tables.ACC else metric} | {cells[0]} | {cells[1]} "
                      f"| {'**' + judged[0][2] + ' → ' + judged[1][2] + '**' if change else ''} |")
     lines += ["", f"Verdicts that moved: {moved}."]
     return "\n".join(lines) + "\n", e_short

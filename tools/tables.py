@@ -431,6 +431,11 @@ def judge(runs, claim):
     return a, b, verdict(direction, a, b, paired=run_a == side_b[0]), ""
 
 
+def cell(text):
+    """Text for a Markdown table cell: a claim's ||W - I|| must not end the cell."""
+    return text.replace("|", "\\|")
+
+
 def claims_markdown(runs, claims=CLAIMS):
     lines = ["# The paper's claims, each with a verdict computed from the results files", "",
              "Made by `python tools/tables.py DIR` from the results files in DIR; the claims are the list `CLAIMS` "
@@ -461,7 +466,7 @@ def claims_markdown(runs, claims=CLAIMS):
         else:
             metric_cell = "accuracy %" if metric == ACC else f"`{metric}`"
             b_cells, rel = f"{where(*side_b)} | {fmt(b)}", direction
-        lines.append(f"| {cid} | {text} | {metric_cell} | {where(run_a, epoch_a) if direction != 'bound' else run_a} "
+        lines.append(f"| {cid} | {cell(text)} | {metric_cell} | {where(run_a, epoch_a) if direction != 'bound' else run_a} "
                      f"| {fmt(a)} | {rel} | {b_cells} | **{result}**{': ' + why if why else ''} |")
     lines += ["", f"Verdicts: {counts[SHOWN]} shown, {counts[NOT_SHOWN]} not shown, {counts[UNDECIDED]} cannot be "
               f"decided ({missing} of them for a metric, epoch or run the files do not hold), of {len(claims)} claims."]

@@ -686,3 +686,9 @@ def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(tmp_path
         assert re.search(rf"^check-\S+ +- +-  skipped: needs a CUDA device\n +\S+ tools/bench.py .*{flags}.* "
                          rf"--graph-check$", text, re.M), flags
     assert not re.search(r"^tests", text, re.M)  # the CPU suite is not run on the device
+
+
+def test_a_claim_with_a_norm_stays_in_its_table_cell():
+    claim = ("t", "||W - I||_F falls", "w_identity_gap", ("lp", tables.LAST), "<", ("lp", 1))
+    row = next(line for line in tables.claims_markdown({}, [claim]).splitlines() if line.startswith("| t |"))
+    assert len(re.findall(r"(?<!\\)\|", row)) == 10  # the 9 columns' borders only

@@ -431,7 +431,7 @@ for label, accuracy in [*((label, run["probe"]) for label, run in runs.items()),
 # App. E's Algorithm 1, lines 4-12, for a batch of $N$ images (lines 1-3 are the loop over steps $k$ and the batch
 # $B$ in `train`):
 #
-# | line | Algorithm 1 | `train_step` |
+# | line | Algorithm 1 | `train_step` (lines 4-8: `views_and_loss`) |
 # |---|---|---|
 # | 4 | $t_1 \sim \mathcal{T}_1$, $t_2 \sim \mathcal{T}_2$ | `v1, v2 = two_views(x, args)` |
 # | 5 | $z_1 = q_w(f_\theta(t_1(x_i)))$, $z_2 = q_w(f_\theta(t_2(x_i)))$ | `forward_views` → `z1, z2` |
@@ -442,13 +442,14 @@ for label, accuracy in [*((label, run["probe"]) for label, run in runs.items()),
 # | 11 | $\theta, w \leftarrow \text{optimizer}(\theta, w, \delta\theta)$ | `opt.step()` (Adam) |
 # | 12 | $\xi \leftarrow \tau_k \xi + (1 - \tau_k) \theta$ | `ema_update` (eq. 4) |
 #
-# The step returns its metrics (`step_metrics`: the loss, L_align, L_uniform, L_cross-model, L_BYOL, the spread)
-# as one tensor that `train` sums over the epoch. `forward_views` and `forward` carry lines 5-6; `forward` also
+# `views_and_loss` (lines 4-8) returns the loss and the step's metrics (`step_metrics`: the loss, L_align,
+# L_uniform, L_cross-model, L_BYOL, the spread) as one tensor that `train` sums over the epoch; the Rand-Baseline's
+# pass runs the same function without learning. `forward_views` and `forward` carry lines 5-6; `forward` also
 # holds what serves speed on a GPU (bf16 autocast for the encoders, float32 for the projector and predictor, the
 # channels-last layout), which changes no number on a CPU.
 
 # %%
-show(raft.train_step, raft.forward_views, raft.forward)
+show(raft.train_step, raft.views_and_loss, raft.forward_views, raft.forward)
 
 # %% [markdown]
 # Checked: one RAFT step on a batch of 64 real images. Adam moves θ, then the teacher moves by eq. 4 towards the

@@ -22,18 +22,19 @@ CLOCK = {"seconds", "images_per_s", "eta_s"}  # what a re-run need not repeat
 
 
 def first_epochs(short, long):
-    """(numbers compared, numbers that differ, largest absolute difference, first epoch that differs or None) of
-    the shorter file's history against the same epochs of the longer file's."""
+    """(numbers compared, numbers that differ, the largest absolute difference and where (metric, epoch), the first
+    epoch that differs or None) of the shorter file's history against the same epochs of the longer file's."""
     compared = differ = 0
-    largest, first = 0.0, None
+    largest, where, first = 0.0, "", None
     for row_short, row_long in zip(short["history"], long["history"]):
         for key in sorted(row_short.keys() & row_long.keys() - CLOCK):
             compared += 1
             if row_short[key] != row_long[key]:
                 differ += 1
-                largest = max(largest, abs(row_short[key] - row_long[key]))
+                if abs(row_short[key] - row_long[key]) > largest:
+                    largest, where = abs(row_short[key] - row_long[key]), f"{key}, epoch {row_short['epoch']}"
                 first = first or row_short["epoch"]
-    return compared, differ, largest, first
+    return compared, differ, largest, where, first
 
 
 def with_untrained(runs, other):
@@ -56,16 +57,17 @@ def longer_markdown(short_dir, long_dir):
              f"## The first {e_short} epochs of each {e_long}-epoch run against the {e_short}-epoch file", "",
              "Every number of the history that both files hold at those epochs (the clock left out; the kNN monitor "
              "where both logged it).", "",
-             "| run | seed | numbers compared | differ | largest difference | first epoch that differs |",
-             "|---|---|---|---|---|---|"]
+             "| run | seed | numbers compared | differ | largest difference | where | first epoch that differs |",
+             "|---|---|---|---|---|---|---|"]
     for name in sorted(long):
         by_seed = {r["config"]["seed"]: r for r in short.get(name, [])}
         for r in sorted(long[name], key=lambda r: r["config"]["seed"]):
             seed = r["config"]["seed"]
             if seed not in by_seed:
                 continue
-            compared, differ, largest, first = first_epochs(by_seed[seed], r)
-            lines.append(f"| {name} | {seed} | {compared} | {differ} | {largest:.3g} | {first or '-'} |")
+            compared, differ, largest, where, first = first_epochs(by_seed[seed], r)
+            lines.append(f"| {name} | {seed} | {compared} | {differ} | {largest:.3g} | {where or '-'} "
+                         f"| {first or '-'} |")
     runs = {e_short: with_untrained({n: short[n] for n in long if n in short}, short),
             e_long: with_untrained(long, short)}
     lines += ["", f"## The claims, at {e_short} and at {e_long} epochs", "",

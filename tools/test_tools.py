@@ -616,9 +616,9 @@ def test_longer_checks_the_first_epochs_number_by_number_and_leaves_out_the_cloc
         row["seconds"] = 1.0
     for row in long["history"]:
         row["seconds"] = 99.0  # the clock differs: not a difference
-    assert longer.first_epochs(short, long) == (12, 0, 0.0, None)  # 3 epochs x (epoch, loss, align, uniform)
+    assert longer.first_epochs(short, long) == (12, 0, 0.0, "", None)  # 3 epochs x (epoch, loss, align, uniform)
     long["history"][1]["align"] += 0.25
-    assert longer.first_epochs(short, long) == (12, 1, pytest.approx(0.25), 2)
+    assert longer.first_epochs(short, long) == (12, 1, pytest.approx(0.25), "align, epoch 2", 2)
 
 
 def test_longer_judges_each_claim_at_both_lengths_with_the_shorter_folders_rand_baseline(tmp_path):

@@ -85,8 +85,7 @@ def plot_demo(plt, runs, results_dir):
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
         if log:
             tables.log_axis(ax, tables.plotted(ax))
-    axes[2].axhline(raft.COLLAPSE_SPREAD, color="k", ls="--", lw=0.8)  # named in the title: no text over a curve
-    axes[2].set_ylim(bottom=0)
+    tables.collapse_line(axes[2])
     axes[1].axhline(0, color="0.6", lw=0.6)  # L_uniform's bound, inside the frame, so that a collapsed curve shows
     fig.suptitle(f"BYOL with and without its predictor (Sec. 3)\n{scale([r for _, _, res in found for r in res])}",
                  fontsize=10)

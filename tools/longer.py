@@ -103,8 +103,7 @@ def plot_longer(plt, long_dir, e_short):
     for ax, (_, title) in zip(axes, panels):
         ax.axvline(e_short, color="k", ls=":", lw=0.8)
         ax.set(title=f"{title}\ndotted: epoch {e_short}, where the shorter runs end", xlabel="epoch")
-    axes[1].axhline(raft.COLLAPSE_SPREAD, color="k", ls="--", lw=0.8)
-    axes[1].set_ylim(bottom=0)
+    tables.collapse_line(axes[1])
     axes[1].set_title(f"{panels[1][1]}\ndotted: epoch {e_short}, where the shorter runs end; dashed: "
                       f"{raft.COLLAPSE_SPREAD}, collapsed below")
     fig.suptitle("The runs trained longer (mean over seeds, band: min to max)")

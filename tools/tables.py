@@ -639,6 +639,12 @@ def plotted(ax):
     return values
 
 
+def collapse_line(ax):
+    """A spread panel's collapse threshold, dashed (its title names it: no text over a curve), from 0 up."""
+    ax.axhline(raft.COLLAPSE_SPREAD, color="k", ls="--", lw=0.8)
+    ax.set_ylim(bottom=0)
+
+
 def shared_legend(fig, axes, bottom=0.1, order=()):
     """One legend for the figure, under the panels, where it covers no curve: every label of every panel, once, those
     that start with an entry of order first, in its order."""

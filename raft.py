@@ -798,7 +798,7 @@ def cpu_model():
 def describe_device(device):
     """The GPU's model name, or the CPU's model and threads."""
     return torch.cuda.get_device_name(device) if "cuda" in device else \
-        f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+        f"cpu ({cpu_model()}, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
 
 def write_text(text, path):
     with open(path, "w") as f:

@@ -787,16 +787,31 @@ def versions():
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
                 commit=commit, modified=modified if commit else None)
 
-def cpu_model():
-    """The CPU's model name: numbers from a run on another CPU model differ in their last digits, and they grow."""
+def processor():
+    """What decides the CPU's numbers: the model name, its family / model / stepping, and the vector instruction set
+    PyTorch's CPU kernels use. Two processors sold under one model name ("AMD EPYC") can differ in all but the
+    first, and their kernels may sum in another order, so a run is bit for bit only on the same processor."""
+    fields = {}
     try:
-        with open("/proc/cpuinfo") as f:  # Linux
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine() or "unknown"
+        with open("/proc/cpuinfo") as f:  # Linux; the first processor's block
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if not key and fields:
+                    break
+                fields.setdefault(key, value)
+    except OSError:
+        pass
+    return dict(model_name=fields.get("model name") or platform.processor() or platform.machine() or "unknown",
+                family=fields.get("cpu family"), model=fields.get("model"), stepping=fields.get("stepping"),
+                capability=torch.backends.cpu.get_cpu_capability(), logical_cores=os.cpu_count())
+
+def cpu_model():
+    """The CPU's model name and the vector instruction set PyTorch uses on it, e.g. 'AMD EPYC, AVX512'."""
+    p = processor()
+    return f"{p['model_name']}, {p['capability']}"
 
 def describe_device(device):
-    """The GPU's model name, or the CPU's model and threads."""
+    """The GPU's model name, or the CPU's model, vector instruction set and threads."""
     return torch.cuda.get_device_name(device) if "cuda" in device else \
         f"cpu ({cpu_model()}, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
 
@@ -1084,7 +1099,8 @@ def run(args):
     history, train_seconds = train(model, teacher, data, args)
     t0 = time.perf_counter()
     accs = linear_eval(model.encoder, data, args)
-    result = dict(config=vars(args), versions=code, device=describe_device(args.device), data=data_digest(data),
+    result = dict(config=vars(args), versions=code, device=describe_device(args.device), processor=processor(),
+                  data=data_digest(data),
                   history=history,
                   **table_values(history), linear_acc=accs[-1], linear_acc_last10=sum(accs[-10:]) / len(accs[-10:]),
                   probe_history=accs, seconds=dict(train=train_seconds, eval=time.perf_counter() - t0))

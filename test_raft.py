@@ -632,6 +632,8 @@ def test_command_line_end_to_end(folder, tmp_path):
     assert {"config", "versions", "device", "history", "align", "uniform", "linear_acc", "seconds"} <= set(res)
     assert set(res["versions"]) >= {"python", "torch", "torchvision"}
     assert res["versions"]["torch"] == torch.__version__
+    assert res["processor"] == raft.processor()  # what tells two processors with one model name apart
+    assert res["processor"]["capability"] == torch.backends.cpu.get_cpu_capability()
     assert len(res["history"]) == 2 and [r["epoch"] for r in res["history"]] == [1, 2]
     assert all(math.isfinite(r["loss"]) and "knn_acc" in r for r in res["history"])
     assert res["config"]["epochs"] == 2 and res["config"]["seed"] == 0
@@ -1561,3 +1563,15 @@ def test_the_device_names_the_cpu_model():
     """Numbers from another CPU model differ: the results file says which CPU made them."""
     model = raft.cpu_model()
     assert model and raft.describe_device("cpu") == f"cpu ({model}, {torch.get_num_threads()} threads)"
+    assert model.endswith(", " + torch.backends.cpu.get_cpu_capability())
+
+
+def test_the_processor_fields_come_from_the_first_processors_block(tmp_path, monkeypatch):
+    """Family, model and stepping as /proc/cpuinfo gives them for the first processor, not a later one's."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nstepping\t: 1\n\n"
+                       "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 85\nmodel name\t: Other\nstepping\t: 7\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(cpuinfo if p == "/proc/cpuinfo" else p, *a, **k))
+    p = raft.processor()
+    assert (p["model_name"], p["family"], p["model"], p["stepping"]) == ("AMD EPYC", "25", "17", "1")

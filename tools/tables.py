@@ -13,6 +13,7 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 import textwrap
 
@@ -83,7 +84,10 @@ def load_results(results_dir):
     """{run name: [results of each seed]} from files named <run>-s<seed>.json."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(results_dir, "*-s*.json"))):
-        name = os.path.basename(path).rsplit("-s", 1)[0]
+        match = re.fullmatch(r"(.+)-s\d+\.json", os.path.basename(path))  # not bench-augment-share.json
+        if not match:
+            continue
+        name = match.group(1)
         with open(path) as f:
             runs.setdefault(name, []).append(json.load(f))
     return runs
@@ -357,6 +361,22 @@ CLAIMS = [
 ]
 
 
+# Claims that an identity of the code decides at any scale and any training (NOTES: facts checked numerically), so
+# that their verdicts check the implementation, not the paper: counted apart from the empirical claims
+IDENTITIES = {
+    "10": "the Tan variant's gradient equals the plain one to float precision (test_tangent_variant_same_gradient_"
+          "different_value)",
+    "11": "from mirrored initialisations RAFT follows BYOL′'s trajectory (Theorem 5.1; test_mirrored_raft_follows_"
+          "byol_prime_trajectory)",
+    "22": "Theorem 4.1's bound holds for any vectors (test_theorem_4_1_bound_on_random_batches)",
+}
+
+
+def identity(cid):
+    """True for a claim that one of IDENTITIES decides."""
+    return re.match(r"\d*", cid).group() in IDENTITIES
+
+
 def untrained(res):
     """A run that does not train (the Rand-Baseline, --epochs 0): its history is one pass with the initial networks."""
     return bool(res) and all(r["config"].get("epochs") == 0 for r in res)
@@ -451,13 +471,13 @@ def claims_markdown(runs, claims=CLAIMS):
              "L_BYOL (eq. 3) and L_cross-model (eq. 5), both symmetrised, measured whatever the loss trained.", "",
              "| # | the paper's claim (where) | metric | A: run, epoch | A, each seed | | B: run, epoch | B, each seed "
              "| verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    counts = {SHOWN: 0, NOT_SHOWN: 0, UNDECIDED: 0}
-    missing = 0
+    counts = {kind: {SHOWN: 0, NOT_SHOWN: 0, UNDECIDED: 0} for kind in (False, True)}  # by identity(cid)
+    missing = {False: 0, True: 0}
     for claim in claims:
         cid, text, metric, (run_a, epoch_a), direction, side_b = claim
         a, b, result, why = judge(runs, claim)
-        counts[result] += 1
-        missing += bool(why)
+        counts[identity(cid)][result] += 1
+        missing[identity(cid)] += bool(why)
         fmt = lambda values: per_seed(values) if values is not None else "-"
         where = lambda run, epoch: run if epoch is None else \
             f"{run}, {'pass' if epoch == LAST and untrained(runs.get(run, [])) else epoch}"
@@ -468,9 +488,22 @@ def claims_markdown(runs, claims=CLAIMS):
             b_cells, rel = f"{where(*side_b)} | {fmt(b)}", direction
         lines.append(f"| {cid} | {cell(text)} | {metric_cell} | {where(run_a, epoch_a) if direction != 'bound' else run_a} "
                      f"| {fmt(a)} | {rel} | {b_cells} | **{result}**{': ' + why if why else ''} |")
-    lines += ["", f"Verdicts: {counts[SHOWN]} shown, {counts[NOT_SHOWN]} not shown, {counts[UNDECIDED]} cannot be "
-              f"decided ({missing} of them for a metric, epoch or run the files do not hold), of {len(claims)} claims."]
+    lines += ["", verdict_counts(claims, counts, missing)]
     return "\n".join(lines) + "\n"
+
+
+def verdict_counts(claims, counts, missing):
+    """The closing line of claims.md: the empirical claims' verdicts, then apart those of the code's identities."""
+    line = lambda kind: (f"{counts[kind][SHOWN]} shown, {counts[kind][NOT_SHOWN]} not shown, {counts[kind][UNDECIDED]} "
+                         f"cannot be decided ({missing[kind]} of them for a metric, epoch or run the files do not hold)")
+    ids = [c[0] for c in claims if identity(c[0])]
+    text = f"Verdicts of the {len(claims) - len(ids)} empirical claims: {line(False)}."
+    if ids:
+        why = "; ".join(f"{group}: {reason}" for group, reason in IDENTITIES.items())
+        text += (f" Counted apart, the {len(ids)} claims that an identity of the code decides at any scale and any "
+                 f"training, so that their verdicts check the implementation, not the paper ({', '.join(ids)}; {why}): "
+                 f"{line(True)}.")
+    return text
 
 
 FIGURE3 = [("(a) supervised", "supervised"), ("(b) BYOL", "byol-mlp"), ("(c) BYOL without predictor", "byol-np"),
@@ -483,7 +516,11 @@ FIGURE5 = [("(a) BYOL'-NP", [("β = 1", "byolp-np"), ("β = 10", "byolp-np-b10")
 RUN_COLOURS = {"byol-mlp": "tab:blue", "byol-lp": "tab:cyan", "byol-lpi": "tab:olive", "byol-np": "tab:orange",
                "byolp-mlp": "tab:purple", "byolp-np": "tab:brown", "raft-mlp": "tab:red", "raft-np": "tab:green",
                "supervised": "tab:gray"}
-BETA_COLOURS = {"β = 0.1": "tab:cyan", "β = 1": "tab:blue", "β = 10": "tab:orange", "β = 100": "tab:red"}
+# Figure 4's curves can lie on one another (BYOL-NP and BYOL-LPI at CPU scale): a line style each tells them apart
+RUN_STYLES = {"byol-mlp": "-", "byol-lp": "--", "byol-np": "-.", "byol-lpi": ":"}
+# Figure 5: colours that no run uses (a β curve is not the run of that colour elsewhere), and a line style each
+BETA_COLOURS = {"β = 0.1": "goldenrod", "β = 1": "black", "β = 10": "deeppink", "β = 100": "darkslateblue"}
+BETA_STYLES = {"β = 0.1": ":", "β = 1": "-", "β = 10": "--", "β = 100": "-."}
 CIRCLE_BINS, CIRCLE_PAIRS = 72, 6  # Figure 3: angular histogram bins, view pairs joined across the circle
 RING_KEY = (1, 10, 50)  # Figure 3: densities drawn as dotted circles, the ring's width scale in every panel
 
@@ -505,7 +542,10 @@ def circle_points(reps):
 def angular_density(points, bins=CIRCLE_BINS):
     """The density of points (M, 2) over the angle, relative to a uniform spread (1 everywhere)."""
     angles = torch.atan2(points[:, 1], points[:, 0])
-    return torch.histc(angles, bins, -math.pi, math.pi) * bins / len(points)
+    # bin k centred on the angle 2πk/bins: a collapse's two spikes, at 0 and π on the first principal axis, each
+    # fall in one bin (with a bin edge at ±π the spike at π was split in two)
+    shifted = torch.remainder(angles + math.pi / bins, 2 * math.pi)
+    return torch.histc(shifted, bins, 0, 2 * math.pi) * bins / len(points)
 
 
 def view_pairs(points, pairs=CIRCLE_PAIRS, seed=0):
@@ -522,18 +562,19 @@ def draw_circle(ax, f_theta):
     most points in one bin or two)."""
     points = circle_points(f_theta.flatten(0, 1))
     density = angular_density(points)
-    theta = torch.linspace(-math.pi, math.pi, CIRCLE_BINS + 1)[:-1] + math.pi / CIRCLE_BINS  # bin centres
+    theta = torch.arange(CIRCLE_BINS) * 2 * math.pi / CIRCLE_BINS  # bin centres (angular_density)
     outer = 1 + ring_width(density).float()
     circle = torch.stack([theta.cos(), theta.sin()], 1)
     closed = torch.cat([circle, circle[:1]])
     for d in RING_KEY:  # unlabelled in the panel, where a label would cover the ring: the caption names them
         r = 1 + ring_width(d).item()
         ax.plot(r * closed[:, 0], r * closed[:, 1], color="0.55", lw=0.5, ls=":")
-    ring = torch.cat([circle * outer[:, None], circle.flip(0)])
+    edge = circle * outer[:, None]
+    ring = torch.cat([edge, edge[:1], closed.flip(0)])  # both edges closed: no gap between the bins at ±π
     ax.fill(ring[:, 0], ring[:, 1], color="tab:gray", alpha=0.6, lw=0)
     ax.plot(closed[:, 0], closed[:, 1], color="k", lw=0.5)
-    for pair in view_pairs(points):
-        ax.plot(pair[:, 0], pair[:, 1], "-o", color="tab:blue", ms=3, lw=0.8)
+    for pair in view_pairs(points):  # black: no run's colour (RUN_COLOURS)
+        ax.plot(pair[:, 0], pair[:, 1], "-o", color="k", ms=3, lw=0.8)
     ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal", xticks=[], yticks=[])
     return density.max().item()
 
@@ -569,6 +610,9 @@ def plot_figure3(plt, results_dir):
     rows = [(title, found.get(run)) for title, run in FIGURE3 if found.get(run)]
     if not rows:
         return
+    absent = [title for title, run in FIGURE3 if not found.get(run)]
+    caption = FIGURE3_CAPTION + ("\n" + textwrap.fill(f"Not in this folder (no snapshots): {', '.join(absent)}.", 118)
+                                 if absent else "")
     cols = max(len(snaps) for _, snaps in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(2.3 * cols, 2.8 * len(rows) + 1.3), squeeze=False)
     for r, (title, snaps) in enumerate(rows):
@@ -582,14 +626,14 @@ def plot_figure3(plt, results_dir):
             ax.set_title(f"epoch {epoch}: peak density {peak:.1f}\nspread {raft.spread(f_theta[0].float()):.2f}",
                          fontsize=9)
         axes[r, 0].set_ylabel(title, fontsize=9)
-    fig.suptitle(FIGURE3_CAPTION, fontsize=9)
+    fig.suptitle(caption, fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(results_dir, "figure3.png"), dpi=110)
     plt.close(fig)
     return fig
 
 
-def plot_curve(ax, results, key, label, log=False, color=None):
+def plot_curve(ax, results, key, label, log=False, color=None, ls="-"):
     """The mean over seeds of one metric per epoch (geometric mean on a log axis), with a min-max band. Only the
     epochs every seed recorded it at (the kNN monitor runs every --knn-every epochs)."""
     rows = [[r for r in res["history"] if key in r] for res in results]
@@ -598,7 +642,7 @@ def plot_curve(ax, results, key, label, log=False, color=None):
         return
     v = torch.tensor([[r[key] for r in row] for row in rows], dtype=torch.float64)  # (seeds, epochs)
     mean = v.clamp_min(1e-30).log().mean(0).exp() if log else v.mean(0)
-    line, = ax.plot(epochs, mean, marker="o" if len(epochs) == 1 else None, color=color,
+    line, = ax.plot(epochs, mean, marker="o" if len(epochs) == 1 else None, color=color, ls=ls,
                     label=f"{label} ({len(results)} seeds)" if len(results) > 1 else label)
     if len(results) > 1:
         ax.fill_between(epochs, v.min(0).values, v.max(0).values, color=line.get_color(), alpha=0.2)
@@ -672,7 +716,7 @@ def plot_figure4(plt, runs, results_dir):
     drawn = [(label, name) for label, name in FIGURE4 if runs.get(name)]
     for label, name in drawn:
         for ax, (key, _, _, log) in zip(axes, panels):
-            plot_curve(ax, runs[name], key, label, log, RUN_COLOURS[name])
+            plot_curve(ax, runs[name], key, label, log, RUN_COLOURS[name], RUN_STYLES[name])
     for ax, (_, title, ylabel, log) in zip(axes, panels):
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
         if log:
@@ -686,16 +730,18 @@ def plot_figure4(plt, runs, results_dir):
 
 
 def plot_figure5(plt, runs, results_dir):
-    """Figure 5, one column per panel of the paper that has runs in results_dir; no figure when none has."""
+    """Figure 5, one column per panel of the paper with runs of at least two β in results_dir (a β figure with one β
+    compares nothing); no figure when none has."""
     columns = [(title, [(label, name) for label, name in curves if runs.get(name)]) for title, curves in FIGURE5]
-    columns = [(title, curves) for title, curves in columns if curves]
+    columns = [(title, curves) for title, curves in columns if len(curves) >= 2]
     if not columns:
         return None
     fig, axes = plt.subplots(2, len(columns), figsize=(16 * len(columns) / 3 + 1, 8), sharex=True, squeeze=False)
     for col, (title, curves) in enumerate(columns):
         for label, name in curves:
-            plot_curve(axes[0, col], runs[name], "align", label, log=True, color=BETA_COLOURS[label])
-            plot_curve(axes[1, col], runs[name], "uniform", label, color=BETA_COLOURS[label])
+            style = dict(color=BETA_COLOURS[label], ls=BETA_STYLES[label])
+            plot_curve(axes[0, col], runs[name], "align", label, log=True, **style)
+            plot_curve(axes[1, col], runs[name], "uniform", label, **style)
         axes[0, col].set(title=title, ylabel="L_align(q∘f_θ), eq. 1")
         log_axis(axes[0, col], plotted(axes[0, col]))
         axes[1, col].set(xlabel="epoch", ylabel="L_uniform(f_θ), eq. 2")

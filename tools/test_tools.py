@@ -4,6 +4,7 @@ documentation's links. CPU only, synthetic data:  python -m pytest -q test_raft.
 
 import glob
 import json
+import math
 import os
 import re
 import subprocess
@@ -294,7 +295,7 @@ def test_figures_are_drawn_from_results_and_snapshots(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    for name in ("byol-mlp", "byol-np", "supervised", "raft-np"):
+    for name in ("byol-mlp", "byol-np", "supervised", "raft-np", "raft-np-b10"):
         result = fake_result(0, 50.0)
         result["history"][1]["knn_acc"] = 30.0  # the kNN monitor ran at epoch 2 only
         (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
@@ -326,11 +327,49 @@ def test_ring_width_tells_every_density_apart_within_the_panel():
     assert (widths.diff() > 0).all() and widths.max() <= 0.95
     assert tables.ring_width(25.5) - tables.ring_width(17.7) > 0.05
     fig, ax = plt.subplots()
-    collapsed = torch.randn(2, 64, 128) * torch.tensor([1.0] + [1e-4] * 127)  # varies along one direction only
-    peak = tables.draw_circle(ax, collapsed)
-    ring = ax.patches[0].get_xy()  # the grey ring drawn: its outer edge reaches 1 + ring_width(peak)
-    assert abs(torch.tensor(ring).norm(dim=1).max().item() - 1 - tables.ring_width(peak).item()) < 1e-3
-    assert peak > 20  # two opposite spikes: half the points in each of two bins
+    for seed in range(4):
+        generator = torch.Generator().manual_seed(seed)
+        collapsed = torch.randn(2, 64, 128, generator=generator) * torch.tensor([1.0] + [1e-4] * 127)  # one direction
+        peak = tables.draw_circle(ax, collapsed)
+        ring = ax.patches[-1].get_xy()  # the grey ring drawn: its outer edge reaches 1 + ring_width(peak)
+        assert abs(torch.tensor(ring).norm(dim=1).max().item() - 1 - tables.ring_width(peak).item()) < 1e-3
+        # two opposite spikes, at 0 and π: half the points in each of two bins, neither split by a bin edge at ±π
+        density = tables.angular_density(tables.circle_points(collapsed.flatten(0, 1)))
+        assert density.topk(2).values.sum().item() > 0.9 * tables.CIRCLE_BINS and peak > 25  # nearly all in two
+    plt.close(fig)
+
+
+def test_load_results_reads_run_files_only(tmp_path):
+    """bench-augment-share.json matches *-s*.json: it is a benchmark, not seed 'hare' of a run 'bench-augment'."""
+    (tmp_path / "byol-np-s0.json").write_text(json.dumps(fake_result(0, 30.0)))
+    (tmp_path / "bench-augment-share.json").write_text(json.dumps(dict(benchmark=[])))
+    assert list(tables.load_results(str(tmp_path))) == ["byol-np"]
+
+
+def test_figure3_names_the_rows_it_does_not_draw(tmp_path):
+    """A folder without the supervised run draws Figure 3 from row (b): the caption says which rows are absent."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    torch.save(dict(epoch=1, f_theta=torch.randn(2, 16, 8)), tmp_path / "byol-np-s0.json.epoch1.pt")
+    caption = tables.plot_figure3(plt, str(tmp_path))._suptitle.get_text()
+    assert "Not in this folder (no snapshots): (a) supervised, (b) BYOL, (d) BYOL', (e) RAFT." in caption
+
+
+def test_figure3s_ring_is_closed_at_plus_minus_pi():
+    """The ring is one band all the way round: the bins either side of ±π are joined (a white notch at 9 o'clock
+    split BYOL-NP's collapse spike), so a point just outside the circle lies inside the grey ring at every angle."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    tables.draw_circle(ax, torch.randn(2, 512, 16, generator=torch.Generator().manual_seed(0)))  # spread: every bin
+    ring = ax.patches[0].get_path()
+    around = torch.linspace(0, 2 * math.pi, 721)
+    assert all(ring.contains_point((1.01 * a.cos().item(), 1.01 * a.sin().item())) for a in around)  # no gap
+    assert not any(ring.contains_point((0.99 * a.cos().item(), 0.99 * a.sin().item())) for a in around)  # inside
+    lines = [line for line in ax.lines if line.get_marker() == "o"]  # the view pairs
+    assert lines and {line.get_color() for line in lines} == {"k"}  # black: no run's colour
     plt.close(fig)
 
 
@@ -400,6 +439,15 @@ def test_one_colour_per_run_and_per_beta_in_every_figure_and_nothing_written_ove
             by_beta.setdefault(curve(line), set()).add(to_rgba(line.get_color()))
     assert set(by_beta) == {"β = 0.1", "β = 1", "β = 10"}
     assert all(len(c) == 1 for c in by_beta.values()) and len(set().union(*by_beta.values())) == 3
+    run_colours = {to_rgba(c) for c in tables.RUN_COLOURS.values()}
+    assert not run_colours & {to_rgba(c) for c in tables.BETA_COLOURS.values()}  # a β curve is no run's colour
+    styles = {curve(line): line.get_linestyle() for ax in figure5.axes for line in ax.lines}
+    assert len(set(styles.values())) == len(styles)  # and a line style each
+    figure4_styles = {curve(line): line.get_linestyle() for ax in tables.plot_figure4(plt, runs, str(tmp_path)).axes
+                      for line in ax.lines if not line.get_label().startswith("_")}
+    assert len(set(figure4_styles.values())) == len(figure4_styles) == 3  # curves on one another told apart
+    one_beta = {n: runs[n] for n in ("byol-mlp", "raft-np", "byolp-np")}  # β = 1 only in every panel
+    assert tables.plot_figure5(plt, one_beta, str(tmp_path / "none")) is None  # a β figure with one β compares nothing
     assert len(figure5.legends) == 1 and not any(ax.get_legend() for ax in figure5.axes)
     fig, ax = plt.subplots()
     tables.draw_circle(ax, torch.randn(2, 64, 128))
@@ -531,8 +579,24 @@ def test_claims_md_reads_each_seed_and_says_what_is_missing(tmp_path):
     assert "**cannot be decided**: w_identity_gap not logged in the files of down |" in rows["t4"]
     assert "epoch 300 not in the files of up" in rows["t5"]
     assert "not logged in the files of down" in rows["t7"]
-    assert text.rstrip().endswith("Verdicts: 3 shown, 0 not shown, 4 cannot be decided (3 of them for a metric, epoch "
-                                  "or run the files do not hold), of 7 claims.")
+    assert text.rstrip().endswith("Verdicts of the 7 empirical claims: 3 shown, 0 not shown, 4 cannot be decided (3 of "
+                                  "them for a metric, epoch or run the files do not hold).")
+
+
+def test_claims_md_counts_the_codes_identities_apart_from_the_empirical_claims():
+    """The Tan rows (10), the mirror (11) and Theorem 4.1's bound (22) hold at any scale: their verdicts check the code,
+    and a count that mixes them with the empirical claims says more than the runs show."""
+    assert [c[0] for c in tables.CLAIMS if tables.identity(c[0])] == \
+        [*(f"10{x}" for x in "abcdef"), *(f"11{x}" for x in "abcd"), *(f"22{x}" for x in "abcdefghij")]
+    runs = {"up": [fake_result(0, 40.0), fake_result(1, 41.0)], "down": [fake_result(0, 30.0), fake_result(1, 39.0)]}
+    claims = [("1z", "up above down", tables.ACC, ("up", None), ">", ("down", None)),
+              ("10z", "up ~ down", tables.ACC, ("up", None), "~", ("down", None)),
+              ("22z", "no bound logged", "bound", ("down", None), "bound", None)]
+    last = tables.claims_markdown(runs, claims).rstrip().splitlines()[-1]
+    assert last.startswith("Verdicts of the 1 empirical claims: 1 shown, 0 not shown, 0 cannot be decided (0 of them")
+    assert "the 2 claims that an identity of the code decides at any scale and any training" in last
+    assert last.endswith(": 0 shown, 1 not shown, 1 cannot be decided (1 of them for a metric, epoch or run the files "
+                         "do not hold).")
 
 
 def test_claims_name_runs_of_the_run_list_and_write_tables_writes_claims_md(tmp_path):
@@ -542,7 +606,7 @@ def test_claims_name_runs_of_the_run_list_and_write_tables_writes_claims_md(tmp_
     assert len({c[0] for c in tables.CLAIMS}) == len(tables.CLAIMS)  # ids unique
     (tmp_path / "byol-np-s0.json").write_text(json.dumps(fake_result(0, 30.0)))
     tables.main([str(tmp_path)])
-    assert "Verdicts:" in (tmp_path / "claims.md").read_text()
+    assert "Verdicts of the" in (tmp_path / "claims.md").read_text()
 
 
 def test_identical_lists_added_keys_apart_and_still_compares_every_shared_number(tmp_path, capsys):

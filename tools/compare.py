@@ -42,7 +42,8 @@ def compare(dirs):
     return "\n".join(lines)
 
 
-NOT_COMPARED = {"seconds", "images_per_s", "eta_s", "versions"} | tables.raft.NO_NUMBER_FLAGS  # clock, commit, flags
+NOT_COMPARED = {"seconds", "images_per_s", "eta_s", "versions", "processor"} | tables.raft.NO_NUMBER_FLAGS  # clock, commit,
+# where it ran (the device is a flag of NO_NUMBER_FLAGS), flags
 
 
 def flat(obj, prefix=""):

@@ -76,12 +76,20 @@ def test_write_tables(tmp_path):
     mirror = (tmp_path / "mirror.md").read_text()
     mlp = [line for line in mirror.splitlines() if line.startswith("| MLP |")]
     lp = [line for line in mirror.splitlines() if line.startswith("| LP |")]
-    assert len(mlp) == 1 and "| 0 | 69.00 | 68.00 |" in mlp[0]
-    assert len(lp) == 1 and "missing" in lp[0]
+    assert len(mlp) == 2 and "| 0 | 69.00 | 68.00 |" in mlp[1]  # the mirrored pair of seed 0
+    assert mlp[0] == "| MLP | 69.00 | 70.00 / 72.00 | 69.00 (69.00 to 69.00) | 71.00 (70.00 to 72.00) | fewer than two seeds |"
+    assert not lp and "missing" not in mirror  # no LP run: no LP row
 
     trajectories = (tmp_path / "trajectories.md").read_text()  # each seed's values, epoch by epoch
     assert "last-10 mean 70.00 / 72.00, last epoch 65.00 / 67.00" in trajectories
     assert "| 3 | 0.1 / 0.1 | 0.002 / 0.0022 | -2 / -2 |" in trajectories
+    (tmp_path / "mirror.md").unlink()
+    for name in ("raft-mlp", "byolp-mlp", "raft-mlp-mirror"):
+        for path in tmp_path.glob(f"{name}-s*.json"):
+            path.unlink()
+    (tmp_path / "byol-np-s0.json").write_text(json.dumps(fake_result(0, 30.0)))
+    tables.main([str(tmp_path)])
+    assert not (tmp_path / "mirror.md").exists()  # no file that says only "missing"
 
 
 def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
@@ -91,6 +99,7 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     b["seconds"], b["versions"] = {"train": 2.0}, {"commit": "def"}  # another clock, another commit: the same run
     a["config"]["out"], b["config"]["out"] = "results/a.json", "/elsewhere/a.json"  # and another place
     a["device"], b["device"] = "cpu (AMD EPYC, 2 threads)", "cpu (Intel Xeon, 8 threads)"
+    a["processor"], b["processor"] = dict(model_name="AMD EPYC", family="25"), dict(model_name="Intel Xeon", family="6")
     b["config"].update(resume=True, save_every=1, checkpoint_minutes=5.0, knn_every=0)  # resumed: the same numbers
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))

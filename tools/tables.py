@@ -537,6 +537,70 @@ def verdict_counts(claims, counts, missing):
     return text
 
 
+# -----------------------------------------------------------------------------
+# The conclusion: what the largest scale shows, in a few sentences computed from its files (the README's status)
+
+def seeds_text(values, fmt="{:.2f}", unit=""):
+    """Each seed's value for up to three seeds, else the mean and the range."""
+    if len(values) <= 3:
+        return per_seed(values, fmt) + unit
+    return f"{fmt.format(sum(values) / len(values))}{unit} ({fmt.format(min(values))} to {fmt.format(max(values))})"
+
+
+def order_text(name_a, a, name_b, b):
+    """Two runs' seeds by the rule of claims.md: which is above, or that the ranges overlap."""
+    word = ranges_word(a, b)
+    if word != "apart":
+        return f"the seed ranges of {name_a} and {name_b} {'overlap' if word == 'overlap' else 'have ' + word}"
+    high, low = (name_a, name_b) if min(a) > max(b) else (name_b, name_a)
+    return f"every seed of {high} above every seed of {low}"
+
+
+def conclusion(results_dir, root=""):
+    """The project's conclusion at the scale of results_dir, from its files (Markdown; links relative to root)."""
+    runs = load_results(results_dir)
+    need = ["byol-mlp", "byolp-mlp", "raft-mlp", "byol-np"]
+    if any(not runs.get(n) for n in need):
+        raft.fail(f"{results_dir}: the conclusion needs the runs {', '.join(need)}")
+    seeds = {n: sorted(runs[n], key=lambda r: r["config"]["seed"]) for n in need}
+    acc = {n: [r[ACC] for r in seeds[n]] for n in need}
+    last = lambda n, k: [r["history"][-1][k] for r in seeds[n]]
+    config = seeds["byol-mlp"][0]["config"]
+    folder = os.path.relpath(os.path.abspath(results_dir), os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    link = lambda path: f"{root}{folder}/{path}"
+    claim = {c[0]: judge(runs, c)[2] for c in CLAIMS if c[0] in ("8a", "7a")}
+    paper = {row[4]: row[5].split(" ± ")[0] for row in TABLE1 if row[5]}  # as printed
+    counts = sorted({len(acc[n]) for n in ("byol-mlp", "byolp-mlp", "raft-mlp")})
+    mirror = order_text("RAFT", acc["raft-mlp"], "BYOL′", acc["byolp-mlp"])
+    return "\n".join([
+        f"**Status.** What the largest CPU scale here shows ([{folder}]({link('README.md')}): the small encoder, "
+        f"{config['train_subset']:,} images at {config['image_size']} px, {config['epochs']} epochs; "
+        f"{' or '.join(map(str, counts))} seeds of BYOL, BYOL′ and RAFT, {len(acc['byol-np'])} without a predictor; "
+        f"several values: each seed's, or the mean and the range):",
+        "",
+        f"- **The collapse without a predictor: reproduced.** BYOL without its predictor ends with a spread of f_θ of "
+        f"{seeds_text(last('byol-np', 'spread'), '{:.3f}')} (below {raft.COLLAPSE_SPREAD}: collapsed) against "
+        f"{seeds_text(last('byol-mlp', 'spread'))} with it, and probes at {seeds_text(acc['byol-np'], unit=' %')} "
+        f"against {seeds_text(acc['byol-mlp'], unit=' %')} (the paper: {paper['byol-np']} against "
+        f"{paper['byol-mlp']} %).",
+        f"- **RAFT ≡ BYOL′ in distribution (this project's finding).** With a predictor whose last layer is linear and "
+        f"initialised symmetrically, negating that layer turns BYOL′'s loss into RAFT's minus 4β, so that from mirrored "
+        f"initialisations the two follow one trajectory (`test_mirrored_raft_follows_byol_prime_trajectory`; runs: "
+        f"[results/cpu/mirror.md]({root}results/cpu/mirror.md)). The paper's RAFT {paper['raft-mlp']} % against BYOL′ "
+        f"{paper['byolp-mlp']} % cannot come from the two losses: as two sets of seeds of one algorithm they differ by "
+        f"chance, or by a setting outside the loss. Here RAFT probes at {seeds_text(acc['raft-mlp'], unit=' %')} and "
+        f"BYOL′ at {seeds_text(acc['byolp-mlp'], unit=' %')}: {mirror}"
+        f"{', as the mirror predicts' if 'overlap' in mirror else ': a finding against the mirror, unexplained'}.",
+        f"- **BYOL against RAFT and BYOL′.** BYOL probes at {seeds_text(acc['byol-mlp'], unit=' %')}: "
+        f"{order_text('BYOL', acc['byol-mlp'], 'RAFT', acc['raft-mlp'])}, and "
+        f"{order_text('BYOL', acc['byol-mlp'], 'BYOL′', acc['byolp-mlp'])}. So the paper's RAFT above BYOL is "
+        f"*{claim['8a']}* at this scale, and its BYOL′ ~ BYOL *{claim['7a']}* "
+        f"([claims.md]({link('claims.md')}), 8a and 7a, by its rule).",
+        f"- **Only the paper's scale can decide** how BYOL, BYOL′ and RAFT order with ResNet18, 50,000 images and "
+        f"300 epochs (`bash run_all.sh` on a GPU); it has not been run yet.",
+    ]) + "\n"
+
+
 FIGURE3 = [("(a) supervised", "supervised"), ("(b) BYOL", "byol-mlp"), ("(c) BYOL without predictor", "byol-np"),
            ("(d) BYOL'", "byolp-mlp"), ("(e) RAFT", "raft-mlp")]
 FIGURE4 = [("BYOL (MLP)", "byol-mlp"), ("BYOL-LP", "byol-lp"), ("BYOL-NP", "byol-np"), ("BYOL-LPI", "byol-lpi")]
@@ -844,8 +908,14 @@ def main(argv=None):
                    "DIR where the results folder has none")
     p.add_argument("--figure4-knn-every", type=int, default=0, metavar="N", help="with --list-runs: Figure 4's runs "
                    "run the kNN monitor every N epochs (where the others do not)")
+    p.add_argument("--conclusion", action="store_true", help="print the conclusion of the results folder (the "
+                   "README's status: python tools/tables.py --conclusion results/cpu-long), write nothing")
     args = p.parse_args(argv)
-    if args.list_runs:
+    if args.conclusion:
+        if not args.results_dir:
+            raft.fail("--conclusion needs a results folder")
+        print(conclusion(args.results_dir), end="")
+    elif args.list_runs:
         snapshot_epochs = args.snapshot_epochs or (figure3_epochs(args.epochs) if args.epochs > 0 else "")
         runs = run_list(snapshot_epochs, args.figure4_knn_every)
         print("\n".join(f"{name}\t{flags}" for name, flags in runs.items()))

@@ -765,3 +765,42 @@ def test_a_claim_with_a_norm_stays_in_its_table_cell():
     claim = ("t", "||W - I||_F falls", "w_identity_gap", ("lp", tables.LAST), "<", ("lp", 1))
     row = next(line for line in tables.claims_markdown({}, [claim]).splitlines() if line.startswith("| t |"))
     assert len(re.findall(r"(?<!\\)\|", row)) == 10  # the 9 columns' borders only
+
+
+# -----------------------------------------------------------------------------
+# The conclusion (tables.conclusion): the README's status, computed from the largest scale's files
+
+def conclusion_folder(tmp_path, accs):
+    """A results folder with the conclusion's runs: {run: [each seed's probe accuracy]}."""
+    for name, values in accs.items():
+        for seed, acc in enumerate(values):
+            result = fake_result(seed, acc, epochs=28)
+            result["config"].update(train_subset=2560, image_size=32)
+            for row in result["history"]:
+                row["spread"] = 0.01 if name == "byol-np" else 0.5
+            (tmp_path / f"{name}-s{seed}.json").write_text(json.dumps(result))
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("raft_accs,says", [
+    ([37.0, 38.0, 37.5], ("the seed ranges of RAFT and BYOL′ overlap, as the mirror predicts", "RAFT above BYOL is "
+                          "*not shown*", "every seed of BYOL above every seed of RAFT")),
+    ([42.0, 43.0, 44.0], ("every seed of RAFT above every seed of BYOL′: a finding against the mirror, unexplained",
+                          "RAFT above BYOL is *shown*", "every seed of RAFT above every seed of BYOL,")),
+    ([39.0, 41.0, 40.5], ("the seed ranges of BYOL and RAFT overlap", "RAFT above BYOL is *cannot be decided*"))])
+def test_the_conclusion_says_what_the_seeds_show(tmp_path, raft_accs, says):
+    folder = conclusion_folder(tmp_path, {"byol-mlp": [40.0, 41.0, 40.5], "byolp-mlp": [37.2, 38.2, 37.9],
+                                          "raft-mlp": raft_accs, "byol-np": [27.0, 26.0]})
+    text = tables.conclusion(folder)
+    for phrase in says:
+        assert phrase in text, phrase
+    assert "spread of f_θ of 0.010 / 0.010 (below 0.1: collapsed)" in text and "probes at 27.00 / 26.00 %" in text
+    assert "3 seeds of BYOL, BYOL′ and RAFT, 2 without a predictor" in text
+    assert "71.31 % against BYOL′ 69.21 %" in text  # the paper's numbers, named as the paper's
+
+
+def test_the_readme_states_the_conclusion_of_the_largest_scale_as_computed():
+    """The README's status is tables.conclusion of results/cpu-long, word for word: a number retyped by hand, or
+    left behind when the files change, fails here."""
+    readme = open(os.path.join(REPO, "README.md")).read()
+    assert tables.conclusion(os.path.join(REPO, "results", "cpu-long")) in readme

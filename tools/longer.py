@@ -68,12 +68,16 @@ def longer_markdown(short_dir, long_dir):
             compared, differ, largest, where, first = first_epochs(by_seed[seed], r)
             lines.append(f"| {name} | {seed} | {compared} | {differ} | {largest:.3g} | {where or '-'} "
                          f"| {first or '-'} |")
+    seeds = {n: {r["config"]["seed"] for r in res} for n, res in short.items()}
+    paired = {n: [r for r in res if r["config"]["seed"] in seeds.get(n, ())] for n, res in long.items()}
     runs = {e_short: with_untrained({n: short[n] for n in long if n in short}, short),
-            e_long: with_untrained(long, short)}
+            e_long: with_untrained({n: res for n, res in paired.items() if res}, short)}
     lines += ["", f"## The claims, at {e_short} and at {e_long} epochs", "",
               f"Every claim of `claims.md` whose runs `{long_dir}` holds (the Rand-Baseline's from `{short_dir}`), "
-              f"judged by the rule of `claims.md` at each run's last epoch: {e_short} and {e_long}. A, B: each seed's "
-              f"value.", "",
+              f"judged by the rule of `claims.md` at each run's last epoch: {e_short} and {e_long}, on the seeds both "
+              f"folders hold (more seeds would move a verdict for another reason than training). A, B: each seed's "
+              f"value. A verdict that was *cannot be decided* for want of a metric the shorter files do not log "
+              f"moves for that reason alone: it is marked so and not counted as moved.", "",
               f"| # | the paper's claim | metric | {e_short} epochs: A | B | verdict | {e_long} epochs: A | B | verdict "
               f"| moved |", "|---|---|---|---|---|---|---|---|---|---|"]
     moved = 0
@@ -84,10 +88,12 @@ def longer_markdown(short_dir, long_dir):
         judged = [tables.judge(runs[e], claim) for e in (e_short, e_long)]
         fmt = lambda values: tables.per_seed(values) if values is not None else "-"
         cells = [f"{fmt(a)} | {direction} {fmt(b)} | **{verdict}**" for a, b, verdict, _ in judged]
-        change = judged[0][2] != judged[1][2]
-        moved += change
-        lines.append(f"| {cid} | {tables.cell(text)} | {'accuracy %' if metric == tables.ACC else metric} | {cells[0]} | {cells[1]} "
-                     f"| {'**' + judged[0][2] + ' → ' + judged[1][2] + '**' if change else ''} |")
+        change, unlogged = judged[0][2] != judged[1][2], bool(judged[0][3])  # judge's why: a metric not logged
+        moved += change and not unlogged
+        mark = "" if not change else f"**{judged[0][2]} → {judged[1][2]}**" if not unlogged else \
+            f"not counted: the {e_short}-epoch files do not log `{metric}`"
+        lines.append(f"| {cid} | {tables.cell(text)} | {'accuracy %' if metric == tables.ACC else metric} "
+                     f"| {cells[0]} | {cells[1]} | {mark} |")
     lines += ["", f"Verdicts that moved: {moved}."]
     return "\n".join(lines) + "\n", e_short
 
@@ -96,13 +102,15 @@ def plot_longer(plt, long_dir, e_short):
     """longer.png: the kNN accuracy and the spread of f_θ per epoch, one curve per run, epoch e_short marked."""
     runs = tables.load_results(long_dir)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    panels = [("knn_acc", "(a) kNN accuracy % (monitor, k = 20)"), ("spread", "(b) spread of f_θ (collapse monitor)")]
+    panels = [("knn_acc", "(a) kNN accuracy % (monitor, k = 20)", "kNN accuracy %"),
+              ("spread", "(b) spread of f_θ (collapse monitor)", "spread of f_θ (1 spread, 0 one point)")]
+    labels = {row[4]: row[0] for row in tables.TABLE1}  # the paper's names: BYOL, BYOL'-NP, ...
     for name in [n for n in tables.RUN_COLOURS if n in runs]:
-        for ax, (key, _) in zip(axes, panels):
-            tables.plot_curve(ax, runs[name], key, name, color=tables.RUN_COLOURS[name])
-    for ax, (_, title) in zip(axes, panels):
+        for ax, (key, _, _) in zip(axes, panels):
+            tables.plot_curve(ax, runs[name], key, labels.get(name, name), color=tables.RUN_COLOURS[name])
+    for ax, (_, title, ylabel) in zip(axes, panels):
         ax.axvline(e_short, color="k", ls=":", lw=0.8)
-        ax.set(title=f"{title}\ndotted: epoch {e_short}, where the shorter runs end", xlabel="epoch")
+        ax.set(title=f"{title}\ndotted: epoch {e_short}, where the shorter runs end", xlabel="epoch", ylabel=ylabel)
     tables.collapse_line(axes[1])
     axes[1].set_title(f"{panels[1][1]}\ndotted: epoch {e_short}, where the shorter runs end; dashed: "
                       f"{raft.COLLAPSE_SPREAD}, collapsed below")

@@ -703,12 +703,18 @@ def test_longer_judges_each_claim_at_both_lengths_with_the_shorter_folders_rand_
         (short_dir / f"rand-s{seed}.json").write_text(json.dumps(rand))
         for name, acc_short, acc_long in [("byol-np", 31.0, 20.0), ("byol-mlp", 35.0, 40.0)]:
             (short_dir / f"{name}-s{seed}.json").write_text(json.dumps(fake_result(seed, acc_short + seed, epochs=3)))
-            (long_dir / f"{name}-s{seed}.json").write_text(json.dumps(fake_result(seed, acc_long + seed, epochs=12)))
+            long = fake_result(seed, acc_long + seed, epochs=12)
+            for row in long["history"]:
+                row["spread"] = 0.01 if name == "byol-np" else 0.5  # logged by the longer files only
+            (long_dir / f"{name}-s{seed}.json").write_text(json.dumps(long))
+    # a seed the shorter folder lacks, which would make 1a undecided: the verdicts compare the seeds both folders hold
+    (long_dir / "byol-np-s2.json").write_text(json.dumps(fake_result(2, 45.0, epochs=12)))
     text, e_short = longer.longer_markdown(str(short_dir), str(long_dir))
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| 1")}
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert e_short == 3 and "# 3 and 12 epochs" in text
     assert "**not shown** | 20 / 21 | < 22 / 23 | **shown** | **not shown → shown** |" in rows["1b"]  # rand from short
     assert rows["1a"].endswith("**shown** |  |")  # shown at both lengths: not moved
+    assert rows["20a"].endswith("| **shown** | not counted: the 3-epoch files do not log `spread` |")
     assert text.rstrip().endswith("Verdicts that moved: 1.")
 
 

@@ -530,10 +530,12 @@ def verdict_counts(claims, counts, missing):
     ids = [c[0] for c in claims if identity(c[0])]
     text = f"Verdicts of the {len(claims) - len(ids)} empirical claims: {line(False)}."
     if ids:
-        why = "; ".join(f"{group}: {reason}" for group, reason in IDENTITIES.items())
+        groups = {}
+        for cid in ids:
+            groups.setdefault(re.match(r"\d*", cid).group(), []).append(cid)
+        named = "; ".join(f"{g[0]}{'-' + g[-1] if len(g) > 1 else ''}: {IDENTITIES[n]}" for n, g in groups.items())
         text += (f" Counted apart, the {len(ids)} claims that an identity of the code decides at any scale and any "
-                 f"training, so that their verdicts check the implementation, not the paper ({', '.join(ids)}; {why}): "
-                 f"{line(True)}.")
+                 f"training, so that their verdicts check the implementation, not the paper ({named}): {line(True)}.")
     return text
 
 

@@ -586,11 +586,11 @@ def conclusion(results_dir, root=""):
         f"against {seeds_text(acc['byol-mlp'], unit=' %')} (the paper: {paper['byol-np']} against "
         f"{paper['byol-mlp']} %).",
         f"- **RAFT ≡ BYOL′ in distribution (this project's finding).** With a predictor whose last layer is linear and "
-        f"initialised symmetrically, negating that layer turns BYOL′'s loss into RAFT's minus 4β, so that from mirrored "
-        f"initialisations the two follow one trajectory (`test_mirrored_raft_follows_byol_prime_trajectory`; runs: "
-        f"[results/cpu/mirror.md]({root}results/cpu/mirror.md)). The paper's RAFT {paper['raft-mlp']} % against BYOL′ "
-        f"{paper['byolp-mlp']} % cannot come from the two losses: as two sets of seeds of one algorithm they differ by "
-        f"chance, or by a setting outside the loss. Here RAFT probes at {seeds_text(acc['raft-mlp'], unit=' %')} and "
+        f"initialised symmetrically, negating that layer turns BYOL′'s loss into RAFT's minus 4β: from mirrored "
+        f"initialisations the two follow one trajectory (`test_mirrored_raft_follows_byol_prime_trajectory`, "
+        f"[mirror.md]({root}results/cpu/mirror.md)). So the paper's RAFT {paper['raft-mlp']} % against BYOL′ "
+        f"{paper['byolp-mlp']} % cannot come from the two losses, only from chance or a setting outside them. "
+        f"Here RAFT probes at {seeds_text(acc['raft-mlp'], unit=' %')} and "
         f"BYOL′ at {seeds_text(acc['byolp-mlp'], unit=' %')}: {mirror}"
         f"{', as the mirror predicts' if 'overlap' in mirror else ': a finding against the mirror, unexplained'}.",
         f"- **BYOL against RAFT and BYOL′.** BYOL probes at {seeds_text(acc['byol-mlp'], unit=' %')}: "

@@ -744,6 +744,11 @@ def check_writable(path):
     """Fail now, not after hours of training, if the results file cannot be written."""
     if os.path.isdir(path):
         fail(f"--out {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'run.json')}")
+    folder = os.path.dirname(path) or "."
+    while not os.path.exists(folder):  # the nearest part of the path that exists must be a folder
+        folder = os.path.dirname(folder) or "."
+    if not os.path.isdir(folder):
+        fail(f"cannot write --out {path!r}: {folder} is a file, not a folder")
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         open(f"{path}.tmp{os.getpid()}", "w").close()
@@ -895,14 +900,21 @@ def save_snapshot(model, images, args, epoch):
     save_atomically(dict(epoch=epoch, encoder=model.encoder.state_dict(), projector=model.projector.state_dict(),
                          f_theta=f_theta.cpu(), config=vars(args)), f"{args.out}.epoch{epoch}.pt")
 
+def results_file(path):
+    """The results file at path, or None where path holds something else (not JSON, or JSON without a config)."""
+    try:
+        with open(path) as f:
+            done = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return done if isinstance(done, dict) and isinstance(done.get("config"), dict) else None
+
 def finished_run(args):
     """The results of a run that --resume finds finished already, if made with the same settings."""
-    try:
-        with open(args.out) as f:
-            done = json.load(f)
-        config = done["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        fail(f"{args.out} exists but is not a results file of raft.py; remove it or use another --out")
+    done = results_file(args.out)
+    if done is None:
+        fail(f"{args.out} exists and is not a results file of raft.py: give another --out")
+    config = done["config"]
     if {k: stored_config(config).get(k) for k in config_of(args)} != config_of(args):
         fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
     print(f"{args.out}: finished already")
@@ -1113,11 +1125,15 @@ def run(args):
     return result
 
 def refuse_to_overwrite(args):
-    """Without --resume, a finished results file or an interrupted run's checkpoint is never silently replaced."""
+    """Without --resume, a finished results file, an interrupted run's checkpoint or a run's trained networks are never
+    silently replaced."""
     if os.path.exists(args.out):
-        fail(f"{args.out} exists (a finished run): add --resume to reuse it, or give another --out")
+        fail(f"{args.out} exists (a finished run): add --resume to reuse it, or give another --out"
+             if results_file(args.out) else f"{args.out} exists and is not a results file of raft.py: give another --out")
     if os.path.exists(args.out + ".ckpt"):
         fail(f"{args.out}.ckpt holds an interrupted run: add --resume to continue it, or give another --out")
+    if os.path.exists(args.out + ".pt"):
+        fail(f"{args.out}.pt exists (a run's trained networks): remove it, or give another --out")
 
 def stopped_at_once(args):
     """A second Ctrl-C (or a first outside training): one line saying what is kept, no traceback."""

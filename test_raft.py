@@ -830,16 +830,27 @@ def test_a_checkpoint_every_n_minutes_of_training(tmp_path, monkeypatch):
 
 
 def test_nothing_is_overwritten_or_restarted_silently(tmp_path, capsys):
-    """Without --resume an existing OUT or OUT.ckpt is refused in one line, before any data is read; --resume
+    """Without --resume an existing OUT, OUT.ckpt or OUT.pt is refused in one line, before any data is read; a file
+    that is not a results file is called so, with --resume too, and a path through a file names that file; --resume
     without a checkpoint says that it starts a new run."""
     out = tmp_path / "r.json"
     argv = cli(str(tmp_path / "no-data-needed"), out, "--epochs", 1)
-    for path, says in [(f"{out}.ckpt", "holds an interrupted run: add --resume to continue it"),
-                       (out, "exists (a finished run): add --resume to reuse it")]:
-        open(path, "w").close()
+    for path, text, says in [(f"{out}.pt", "", "exists (a run's trained networks): remove it"),
+                             (f"{out}.ckpt", "", "holds an interrupted run: add --resume to continue it"),
+                             (out, '{"config": {}}', "exists (a finished run): add --resume to reuse it")]:
+        with open(path, "w") as f:
+            f.write(text)
         with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: {path} {says}, or give another --out")):
             raft.main(argv)
-    os.remove(out), os.remove(f"{out}.ckpt")
+    out.write_text("# not a results file\n")
+    for resume in [[], ["--resume"]]:
+        with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: {out} exists and is not a results file of "
+                                                       f"raft.py: give another --out")):
+            raft.main(argv + resume)
+    with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: cannot write --out '{out}/a/x.json': {out} is a "
+                                                   f"file, not a folder")):
+        raft.main(cli(str(tmp_path), f"{out}/a/x.json"))
+    os.remove(out), os.remove(f"{out}.ckpt"), os.remove(f"{out}.pt")
     args, model, teacher = build(["--epochs", 1, "--batch-size", 8, "--knn-every", 0, "--resume", "--out", out])
     raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=2)), args)
     assert capsys.readouterr().out.startswith(f"--resume: no {out}.ckpt, so this is a new run from epoch 1\n")

@@ -728,6 +728,9 @@ def load_data(args):
         fail(f"--data-dir {root!r} is a file, not a folder; {LOCAL_COPY_HINT}")
     else:
         data = load_cifar10(root)
+    if args.train_subset > len(data["train"][1]):  # what the results file records is what the run used
+        fail(f"--train-subset {args.train_subset} is more than the {len(data['train'][1])} training images in {root}; "
+             f"give at most {len(data['train'][1])} (0: all)")
     if args.train_subset:
         data["train"] = tuple(t[: args.train_subset] for t in data["train"])
     if len(data["train"][1]) < args.batch_size:
@@ -765,11 +768,12 @@ def config_of(args):
     return {k: v for k, v in vars(args).items() if k not in NO_NUMBER_FLAGS}
 
 def resume_command(args):
-    """The command line that continues this run: its flags that differ from the defaults, then --resume."""
+    """The command line that continues this run: its flags that differ from the defaults, --device always (its default
+    depends on the machine), then --resume."""
     defaults, words = vars(parser().parse_args([])), ["python", "raft.py"]
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
-        if key == "resume" or value == defaults[key]:
+        if key == "resume" or (value == defaults[key] and key != "device"):
             continue
         if isinstance(value, bool):  # a switch; --amp is the only one whose default is neither
             words.append(flag if value else "--no-" + flag[2:])
@@ -850,7 +854,7 @@ def set_rng_state(state, device):
     if state["cuda"] is not None and device.startswith("cuda"):
         torch.cuda.set_rng_state(state["cuda"], device)
 
-def load_checkpoint(model, teacher, opt, args):
+def load_checkpoint(model, teacher, opt, steps, args):
     """Restore a run from OUT.ckpt if there is one; returns the checkpoint (epoch, step, the epoch's order and sums,
     history, seconds), {} for a new run."""
     path = args.out + ".ckpt"
@@ -870,8 +874,12 @@ def load_checkpoint(model, teacher, opt, args):
     opt.load_state_dict(ckpt["opt"])
     set_rng_state(ckpt["rng"], args.device)
     step = ckpt.get("step", 0)  # a checkpoint from before mid-epoch ones has none
-    print(f"resumed from {path} at epoch {ckpt['epoch']}" + (f", step {step} of the next" if step else ""))
+    print(f"resumed from {path} {position(ckpt['epoch'], step, steps)}")
     return ckpt
+
+def position(epoch, step, steps):
+    """Where a checkpoint is, as a stop and its resume both say it: `epoch` epochs and `step` steps of the next done."""
+    return f"at epoch {epoch + 1}, step {step} of {steps}" if step else f"after epoch {epoch}"
 
 def table_values(history):
     """Tables 1 and 3 report L_align and L_uniform as the mean over the last 10 epochs of training (Table 1 caption)."""
@@ -952,7 +960,7 @@ class RunState:
 
     def __init__(self, model, teacher, opt, data, steps, args):
         self.model, self.teacher, self.opt, self.data, self.steps, self.args = model, teacher, opt, data, steps, args
-        ckpt = load_checkpoint(model, teacher, opt, args) if args.resume else {}
+        ckpt = load_checkpoint(model, teacher, opt, steps, args) if args.resume else {}
         self.epoch, self.step = ckpt.get("epoch", 0), ckpt.get("step", 0)  # epochs done; steps done of the next
         self.perm, self.sums = ckpt.get("perm"), ckpt.get("sums")  # the interrupted epoch's order and running sums
         self.epoch_seconds = ckpt.get("epoch_seconds", 0.0)
@@ -1000,7 +1008,7 @@ class RunState:
         if self.signal or (minutes and now - self.saved_at >= 60 * minutes):
             self.save(epoch, i + 1, perm, sums)
         if self.signal:
-            self.stop(f"at epoch {epoch + 1}, step {i + 1} of {self.steps}")
+            self.stop(position(epoch, i + 1, self.steps))
 
     def end_epoch(self, epoch, sums):
         """The epoch's row (epoch_row), OUT.ckpt every --save-every epochs and at the end of training."""
@@ -1013,7 +1021,7 @@ class RunState:
         if (epoch + 1) % self.args.save_every == 0 or epoch + 1 == self.args.epochs or self.signal:
             self.save(epoch + 1, 0)
         if self.signal:
-            self.stop(f"after epoch {epoch + 1}")
+            self.stop(position(epoch + 1, 0, self.steps))
 
     def save(self, epoch, step, perm=None, sums=None):
         """OUT.ckpt: `epoch` epochs and `step` steps of the next one done, with that epoch's order and sums."""
@@ -1120,7 +1128,9 @@ def run(args):
     save_atomically(result, args.out, save=write_json)
     if os.path.exists(args.out + ".ckpt"):
         os.remove(args.out + ".ckpt")  # the results file and OUT.pt now hold everything the checkpoint was for
-    print(f"linear accuracy {accs[-1]:.2f}% (mean of the last 10 probe epochs {result['linear_acc_last10']:.2f}%)  "
+    last = len(accs[-10:])  # 10, or every epoch of a shorter probe
+    print(f"linear accuracy {accs[-1]:.2f}% (mean of the last {last} probe epoch{'s' if last > 1 else ''} "
+          f"{result['linear_acc_last10']:.2f}%)  "
           f"L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}, {args.out}.pt")
     return result
 

@@ -792,6 +792,7 @@ def test_a_signal_mid_epoch_checkpoints_and_the_resumed_run_is_the_uninterrupted
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"raft.py: stopped by SIGINT at epoch 2, step 2 of 4; saved {out}.ckpt; to continue: "
                            f"python raft.py ") and last.endswith(" --resume"), last
+    assert " --device cpu " in last  # the default here, perhaps not on the machine that continues it
     ckpt = torch.load(f"{out}.ckpt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"], len(ckpt["history"])) == (1, 2, 1) and ckpt["perm"].shape == (64,)
     assert signal.getsignal(signal.SIGINT) is handler  # the handlers are put back
@@ -800,6 +801,7 @@ def test_a_signal_mid_epoch_checkpoints_and_the_resumed_run_is_the_uninterrupted
     calls = signal_at_call(monkeypatch, 0)
     resumed = raft.main(command[2:])
     assert len(calls) == 2  # epoch 2's steps 3 and 4 only
+    assert f"resumed from {out}.ckpt at epoch 2, step 2 of 4\n" in capsys.readouterr().out  # counted as the stop
     clock = {"images_per_s", "seconds", "eta_s"}
     assert [{k: v for k, v in r.items() if k not in clock} for r in resumed["history"]] == \
         [{k: v for k, v in r.items() if k not in clock} for r in full["history"]]
@@ -1480,17 +1482,26 @@ def test_the_benchmarks_graph_check_compares_like_with_like(gpu_path, capsys):
 
 
 def test_train_subset_is_the_first_n_images_of_the_interleaved_order(folder):
-    """--train-subset N from an image folder: the FIRST N images of the class-interleaved order (balanced)."""
+    """--train-subset N from an image folder: the FIRST N images of the class-interleaved order (balanced); more than
+    the folder holds is refused, so that the results file records what the run used."""
     full = raft.load_image_folder(folder)["train"]
     some = raft.load_image_folder(folder, train_subset=12)["train"]
     assert torch.equal(some[0], full[0][:12]) and torch.equal(some[1], full[1][:12])
     assert some[1].tolist() == [0, 1, 2] * 4  # one image of each class in turn
+    assert len(raft.load_data(raft.get_args(cli(folder, "x.json", "--train-subset", 64)))["train"][1]) == 64
+    with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: --train-subset 65 is more than the 64 training "
+                                                   f"images in {folder}; give at most 64 (0: all)")):
+        raft.load_data(raft.get_args(cli(folder, "x.json", "--train-subset", 65)))
 
 
-def test_linear_acc_last10_is_the_mean_of_the_last_10_probe_epochs(folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args: [float(e) for e in range(20)])
-    res = raft.main(cli(folder, tmp_path / "l.json", "--epochs", 1))
-    assert res["linear_acc_last10"] == sum(range(10, 20)) / 10 and res["linear_acc"] == 19.0
+def test_linear_acc_last10_is_the_mean_of_the_last_10_probe_epochs(folder, tmp_path, monkeypatch, capsys):
+    """... or of every epoch of a shorter probe, and the last line says how many it averaged."""
+    for epochs, mean, says in [(20, sum(range(10, 20)) / 10, "mean of the last 10 probe epochs 14.50%"),
+                               (5, sum(range(5)) / 5, "mean of the last 5 probe epochs 2.00%")]:
+        monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args: [float(e) for e in range(epochs)])
+        res = raft.main(cli(folder, tmp_path / f"l{epochs}.json", "--epochs", 1))
+        assert res["linear_acc_last10"] == mean and res["linear_acc"] == epochs - 1
+        assert says in capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def test_blur_kernel_is_a_tenth_of_the_image_with_sigma_per_image(monkeypatch):

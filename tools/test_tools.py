@@ -111,10 +111,17 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "config.lr: 0.0003 != 1.0"
 
 
-def test_compare_answers_help_and_names_its_own_mistakes(capsys):
+def test_compare_answers_help_and_names_its_own_mistakes(capsys, tmp_path):
     assert compare.main(["--help"]) == 0 and "compare.py --identical A.json B.json" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="^compare.py: error: give two or more results folders"):
         compare.main([])
+    (tmp_path / "a.json").write_text("{}")
+    for argv, says in [(["--identical", str(tmp_path / "a.json"), "missing.json"], "missing.json: no such file"),
+                       (["--identical", "gone.json", str(tmp_path / "a.json")], "gone.json: no such file"),
+                       (["--identical", str(tmp_path), str(tmp_path / "a.json")], f"{tmp_path}: a folder, not a"),
+                       ([str(tmp_path), "no-folder"], "no-folder: no such folder")]:
+        with pytest.raises(SystemExit, match=f"^compare.py: error: {re.escape(says)}"):
+            compare.main(argv)
 
 
 def test_every_table_row_has_a_run_and_every_run_parses():

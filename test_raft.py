@@ -819,6 +819,43 @@ def test_a_second_signal_stops_at_once(folder, tmp_path, monkeypatch, capfd):
     assert err[1:] == ["raft.py: stopped at once; no checkpoint of this run was saved"]
 
 
+def test_an_epoch_that_stops_keeps_its_clock(folder, tmp_path, monkeypatch):
+    """An epoch cut twice by a stop and resumed each time: its row's seconds include the parts before the stops and
+    its images/s is over the whole epoch, as in the run without a stop. The clock: 1 s per step, nothing else."""
+    clock = [0.0]
+    monkeypatch.setattr(raft, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    step = raft.train_step
+    monkeypatch.setattr(raft, "train_step", lambda *a, **k: clock.__setitem__(0, clock[0] + 1) or step(*a, **k))
+    argv = cli(folder, tmp_path / "cut.json", "--epochs", 2, "--knn-every", 0)
+    for calls, resume in [(5, []), (2, ["--resume"])]:  # stops at epoch 2, step 1, then at step 3 (of 4)
+        signal_at_call(monkeypatch, calls, signal.SIGINT)
+        with pytest.raises(SystemExit):
+            raft.main(argv + resume)
+    signal_at_call(monkeypatch, 0)
+    resumed = raft.main(argv + ["--resume"])
+    plain = raft.main(cli(folder, tmp_path / "plain.json", "--epochs", 2, "--knn-every", 0))
+    clock_of = lambda res: [(r["seconds"], r["images_per_s"], r["eta_s"]) for r in res["history"]]
+    assert clock_of(plain) == [(4.0, 16.0, 4.0), (8.0, 16.0, 0.0)]  # 4 steps of 16 images a second each
+    assert clock_of(resumed) == clock_of(plain) and resumed["seconds"]["train"] == plain["seconds"]["train"] == 8.0
+
+
+def test_checkpoint_minutes_changes_no_number(folder, tmp_path, monkeypatch):
+    """--checkpoint-minutes says when OUT.ckpt is written, as --save-every does, not what is computed: a run stopped
+    under one value resumes under another, and compare.py --identical finds it equal to the run without a stop."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))
+    import compare
+    flags = ("--epochs", 1, "--knn-every", 0, "--seed", 5)
+    raft.main(cli(folder, tmp_path / "full.json", *flags))
+    out = tmp_path / "cut.json"
+    signal_at_call(monkeypatch, 2, signal.SIGINT)
+    with pytest.raises(SystemExit):
+        raft.main(cli(folder, out, *flags, "--checkpoint-minutes", 5))
+    signal_at_call(monkeypatch, 0)
+    raft.main(cli(folder, out, *flags, "--checkpoint-minutes", 0, "--save-every", 3, "--resume"))
+    assert json.loads(out.read_text())["config"]["checkpoint_minutes"] == 0
+    assert compare.identical(tmp_path / "full.json", out)
+
+
 def test_a_checkpoint_every_n_minutes_of_training(tmp_path, monkeypatch):
     """--checkpoint-minutes: OUT.ckpt mid-epoch once that much training time has passed (here: after every step)."""
     saved = []

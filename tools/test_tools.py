@@ -239,6 +239,66 @@ def test_demo_profile_runs_byol_with_and_without_predictor_on_the_cpu():
     assert "--predictor none" in commands[1] and "--predictor mlp" in commands[0]
 
 
+def test_the_demo_run_again_keeps_every_log_and_refused_runs_keep_its_table_and_figure(folder, tmp_path):
+    """run_all.sh appends to each run's log under a dated line: the demo run twice, each log still holds what the
+    first time wrote (its epoch rows, and a collapse line where one came) before the second's 'finished already'.
+    Runs then refused (other settings) leave demo.md and demo.png as they were, and the failed runs are counted."""
+    out = tmp_path / "demo"
+    env = dict(PROFILE="demo", DATA_DIR=folder, OUT_DIR=str(out))
+    first = run_all(env, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    logs = {p: open(p).read() for p in sorted(glob.glob(str(out / "logs" / "*.log")))}
+    assert [os.path.basename(p) for p in logs] == ["byol-mlp-s0.log", "byol-np-s0.log", "raft-np-s0.log"]
+    dated = r"==== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC run_all.sh: OMP_NUM_THREADS=1 \S+ raft.py "
+    for text in logs.values():
+        assert re.match(dated, text) and re.search(r"^ +1 +-?\d+\.\d{4} ", text, re.M), text  # epoch 1's row
+    assert run_all(env, cwd=tmp_path).returncode == 0
+    for path, text in logs.items():
+        now = open(path).read()
+        assert now.startswith(text) and re.match(dated, now[len(text):]), now
+        assert now.strip().endswith("finished already")
+    drawn = {f: (out / f).stat().st_mtime_ns for f in ("demo.md", "demo.png")}
+    refused = run_all({**env, "EPOCHS": "2", "RUNS": "byol-np"}, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "failed runs (1):" in refused.stdout and "other settings" in refused.stdout.splitlines()[-1]
+    assert "tables: not written, no run finished" in refused.stdout
+    assert {f: (out / f).stat().st_mtime_ns for f in drawn} == drawn
+    assert all(open(path).read().startswith(text) for path, text in logs.items())
+
+
+def test_offline_the_download_is_tried_once_and_the_error_names_data_dir(tmp_path):
+    """No CIFAR-10 and no network: the first run tries the download, the others are not started, and the one line
+    names run_all.sh's DATA_DIR, where raft.py's own line in the log names its --data-dir."""
+    no_network = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    res = run_all(dict(PROFILE="demo", DATA_DIR=str(tmp_path / "cifar"), OUT_DIR=str(tmp_path / "demo"),
+                       NO_PROXY="", no_proxy="", **no_network), cwd=tmp_path)
+    if res.returncode == 0:
+        pytest.skip("CIFAR-10 was downloaded after all")
+    assert res.returncode == 1
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"run_all.sh: error: no CIFAR-10 in '{tmp_path}/cifar' and the download failed"), line
+    assert "point DATA_DIR at a folder" in line and "--data-dir" not in line, line
+    assert line.endswith("; the other 2 runs were not started"), line
+    assert os.listdir(tmp_path / "demo" / "logs") == ["byol-mlp-s0.log"] and not (tmp_path / "cifar").exists()
+    assert "point --data-dir at a folder" in (tmp_path / "demo" / "logs" / "byol-mlp-s0.log").read_text()
+
+
+def test_an_unusable_out_dir_is_one_line_before_any_run(tmp_path):
+    stand_in = tmp_path / "python"  # lists one run, and records any other call (a run started)
+    stand_in.write_text(f"""#!/usr/bin/env bash
+case "$*" in *--list-runs*) printf 'byol-np\\t--loss byol\\n';; *) echo "$*" >> {tmp_path / "calls"};; esac
+""")
+    stand_in.chmod(0o755)
+    (tmp_path / "file").write_text("kept")
+    for out_dir, says in [(tmp_path / "file", f"OUT_DIR {tmp_path}/file is a file, not a folder"),
+                          (tmp_path / "file" / "x", f"OUT_DIR {tmp_path}/file/x: {tmp_path}/file is a file"),
+                          ("/proc/raft-out", "OUT_DIR /proc/raft-out: ")]:  # not writable, even for root
+        res = run_all(dict(PROFILE="demo", OUT_DIR=str(out_dir), PYTHON=str(stand_in)), cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.startswith(f"run_all.sh: error: {says}"), res.stderr
+        assert len(res.stderr.splitlines()) == 1 and "run " not in res.stdout, res.stdout
+    assert (tmp_path / "file").read_text() == "kept" and not (tmp_path / "calls").exists()
+
+
 # -----------------------------------------------------------------------------
 # The benchmark, on the CPU (the CUDA graph check runs on CUDA only)
 
@@ -430,17 +490,20 @@ def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
     for name, spreads in [("byol-mlp", [0.6, 0.5, 0.45]), ("byol-np", [0.5, 0.09, 0.05]), ("raft-np", [0.7, 0.6, 0.5])]:
         result = fake_result(0, {"byol-mlp": 40.0, "byol-np": 30.0, "raft-np": 20.0}[name])
         result["config"].update(encoder="small", image_size=16, train_subset=1280, batch_size=64, tau=0.996,
-                                eval_epochs=50, probe="features", epochs=3)
+                                eval_epochs=5, probe="features", epochs=3)
         for row, s in zip(result["history"], spreads):
             row["spread"] = s
         (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
     (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "byol-np-s0.log").write_text("epoch 2 ...\ncollapse: the spread fell to 0.090\nepoch 3 ...\n")
+    (tmp_path / "logs" / "byol-np-s0.log").write_text(  # an earlier training, then the one of the results file
+        "==== run_all.sh\ncollapse: the spread fell to 0.080\n==== run_all.sh\nepoch 2 ...\n"
+        "collapse: the spread fell to 0.090\nepoch 3 ...\n")
     demo.main([str(tmp_path)])
     table = (tmp_path / "demo.md").read_text()
     out = capsys.readouterr().out
     assert table in out  # printed too, with raft.py's own line from the run's log
-    assert "byol-np seed 0, raft.py said: collapse: the spread fell to 0.090" in out
+    assert "byol-np seed 0, raft.py said: collapse: the spread fell to 0.090" in out and "0.080" not in out
+    assert "mean of its last 5 epochs" in table  # the probe's 5, not 10
     cells = lambda label: [c.strip() for c in row_of(table, label)[0].split("|")[2:-1]]  # after the run's name
     # seed, epochs, then the last epoch's L_align, L_uniform, spread, the collapse's epoch, the probe's accuracy
     assert cells("BYOL-NP, no predictor (`byol-np`)")[:7] == ["0", "3", "0.002", "-2", "0.050", "epoch 2", "30.00"]
@@ -448,6 +511,8 @@ def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
     assert "collapsed (below 0.1) from epoch 2" in table and "not collapsed (never below 0.1; lowest 0.450)" in table
     assert "1,280 training images, batch 64, 3 epochs (60 steps)" in table
     assert (tmp_path / "demo.png").stat().st_size > 10000
+    with pytest.raises(SystemExit, match="^demo.py: error: no results files"):  # its own name on its errors
+        demo.main([str(tmp_path / "logs")])
 
 
 # -----------------------------------------------------------------------------

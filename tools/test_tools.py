@@ -744,15 +744,22 @@ case "$*" in *"import sys, torch, torchvision"*) printf '0 cpu\\npython 3 (stand
     assert again.returncode == 2 and "already holds files" in again.stderr
 
 
-def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(tmp_path):
-    """DRY_RUN=1 on the CPU: every command line parsed by raft.py's parser, the graph check listed for each flag set
-    that changes what the graph records (skipped without CUDA), exit 0, and nothing written under results/."""
+def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(folder, tmp_path):
+    """DRY_RUN=1 on the CPU: every command line parsed by raft.py's parser and shown on the terminal, the graph check
+    listed for each flag set that changes what the graph records (skipped without CUDA), exit 0, and nothing written
+    under results/; without CIFAR-10 in DATA_DIR, a failure (exit 1) as in a real run."""
     before = sorted(glob.glob(os.path.join(REPO, "results", "*")))
-    res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None))
+    res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None, DATA_DIR=folder))
     assert res.returncode == 0, res.stdout + res.stderr
     assert sorted(glob.glob(os.path.join(REPO, "results", "*"))) == before
     (summary,) = glob.glob(str(tmp_path / "gpu_check-cpu.*" / "summary.txt"))
     text = open(summary).read()
+    assert res.stdout == text and "tools/bench.py" in res.stdout  # the terminal shows every step's command line
+    nothing = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, OUT=None, DATA_DIR=str(tmp_path / "nowhere")),
+                        str(tmp_path / "no-data"))
+    assert nothing.returncode == 1, nothing.stdout + nothing.stderr
+    assert re.search(r"^data +- +-  failed \(no data\): no CIFAR-10 in ", nothing.stdout, re.M), nothing.stdout
+    assert nothing.stdout.strip().splitlines()[-1].startswith(f"no CIFAR-10 in {tmp_path / 'nowhere'}: carry it")
     assert re.search(r"^flags +0 +\d+  ok", text, re.M), text
     for flags in ["--loss supervised", "--blur 0.5", "--solarize 0.5", "--bn-views joint", "--tangent"]:
         assert re.search(rf"^check-\S+ +- +-  skipped: needs a CUDA device\n +\S+ tools/bench.py .*{flags}.* "

@@ -1304,20 +1304,27 @@ def test_weights_file_restores_the_encoder(folder, tmp_path, monkeypatch):
     assert not torch.allclose(raft.features(raft.build_encoder("small", "imagenet"), images, size), trained)
 
 
-def test_readme_snippet_loads_an_encoder_and_computes_features(folder, tmp_path, monkeypatch):
-    """The README's snippet for a trained encoder, run as written (no argparse namespace needed)."""
+def test_readme_snippet_loads_an_encoder_and_computes_features(folder, tmp_path, monkeypatch, capsys):
+    """The README's snippet for a trained encoder, as written and with nothing defined beforehand: it reads the weights
+    that the README's demo command writes (here a tiny run's, put there) and a few test images of the run's data."""
     readme = open(os.path.join(REPO, "README.md")).read()
     snippet = readme.split("<!-- snippet: features -->")[1].split("```python")[1].split("```")[0]
-    raft.main(cli(folder, tmp_path / "raft-run.json", "--epochs", 1))
+    weights_path = re.search(r'torch.load\("([^"]+)"', snippet).group(1)  # demo-run/byol-mlp-s0.json.pt
+    out_dir = re.search(r"^ +PROFILE=demo .*OUT_DIR=(\S+) bash run_all.sh", readme, re.M).group(1)
+    demo_runs = re.search(r"demo\).*RUNS=\$\{RUNS:-([^}]+)\}", open(os.path.join(REPO, "run_all.sh")).read(), re.S)
+    assert os.path.dirname(weights_path) == out_dir and weights_path.endswith("-s0.json.pt")
+    assert os.path.basename(weights_path).rsplit("-s", 1)[0] in demo_runs.group(1).split(",")
+    raft.main(cli(folder, tmp_path / weights_path.removesuffix(".pt"), "--epochs", 1))
     monkeypatch.chdir(tmp_path)
-    images = raft.load_data(raft.get_args(cli(folder, tmp_path / "x.json")))["test"][0]
-    namespace = dict(images=images)
+    capsys.readouterr()
+    namespace = {}
     exec(snippet, namespace)
-    weights = torch.load("raft-run.json.pt", weights_only=True)
-    assert namespace["features"].shape == (len(images), raft.FEATURES)
+    images, labels = raft.load_image_folder(folder)["test"]
+    assert namespace["features"].shape == (8, raft.FEATURES)
     kept = raft.build_encoder("small")
-    kept.load_state_dict(weights["encoder"])
-    torch.testing.assert_close(namespace["features"], raft.features(kept, images, 16))
+    kept.load_state_dict(torch.load(weights_path, weights_only=True)["encoder"])
+    torch.testing.assert_close(namespace["features"], raft.features(kept, images[:8], 16))
+    assert capsys.readouterr().out == f"torch.Size([8, {raft.FEATURES}]) {labels[:8].tolist()}\n"
 
 
 # -----------------------------------------------------------------------------

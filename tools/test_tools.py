@@ -679,6 +679,16 @@ def test_every_relative_link_of_the_documentation_resolves():
 # tools/longer.py: the same runs trained longer
 
 
+def test_the_readme_demo_writes_where_git_does_not_look():
+    """The demo's folder (weights, logs) never shows in git status."""
+    out_dir = re.search(r"^ +PROFILE=demo .*OUT_DIR=(\S+) bash run_all.sh", open(os.path.join(REPO, "README.md")).read(),
+                        re.M).group(1)
+    if subprocess.run(["git", "-C", REPO, "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    for path in [f"{out_dir}/byol-mlp-s0.json", f"{out_dir}/logs/byol-mlp-s0.log", f"{out_dir}/demo.png"]:
+        assert subprocess.run(["git", "-C", REPO, "check-ignore", "-q", path]).returncode == 0, path
+
+
 def test_longer_checks_the_first_epochs_number_by_number_and_leaves_out_the_clock():
     import longer
     short = fake_result(0, 30.0)

@@ -186,8 +186,9 @@ case "$1" in *tables.py) exec {sys.executable} "$@";; esac
 echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
 """)
     stand_in.chmod(0o755)
-    res = run_all(dict(PYTHON=str(stand_in), GPUS="3,5", JOBS="2", SEEDS="2", OUT_DIR=str(tmp_path / "out")),
-                  cwd=tmp_path)
+    (tmp_path / "data" / "train").mkdir(parents=True)  # CIFAR-10 here: no run goes alone to download it
+    res = run_all(dict(PYTHON=str(stand_in), GPUS="3,5", JOBS="2", SEEDS="2", OUT_DIR=str(tmp_path / "out"),
+                       DATA_DIR=str(tmp_path / "data")), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     printed = run_all(dict(PYTHON=str(stand_in), PRINT="1", SEEDS="2", OUT_DIR=str(tmp_path / "out")), cwd=tmp_path)
     order = [os.path.basename(c.split("--out ")[1].split()[0]) for c in printed.stdout.strip().splitlines()]

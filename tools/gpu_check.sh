@@ -77,10 +77,11 @@ no_data() {  # no_data LINE: is LINE raft.py's one-line error for data it cannot
 
 record() {  # record NAME EXIT SECONDS OUTCOME: one line in the summary and on the screen, the command below it (on
             # the screen too in a dry run)
-  local name=$1 status=$2 wall=$3 outcome=$4 screen=/dev/null
-  [ "$DRY_RUN" = 1 ] && screen=/dev/stdout
+  local name=$1 status=$2 wall=$3 outcome=$4
   printf '%-22s %5s %8s  %s\n' "$name" "$status" "$wall" "$outcome" | tee -a "$summary"
-  printf '%-22s %s\n' "" "${command[$name]}" | tee -a "$summary" > "$screen"
+  if [ "$DRY_RUN" = 1 ]; then printf '%-22s %s\n' "" "${command[$name]}" | tee -a "$summary"
+  else printf '%-22s %s\n' "" "${command[$name]}" >> "$summary"
+  fi
 }
 
 start() {  # start NAME CAP COMMAND...: COMMAND in the background, limited to CAP seconds and the time left

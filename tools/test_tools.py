@@ -725,10 +725,10 @@ def test_longer_judges_each_claim_at_both_lengths_with_the_shorter_folders_rand_
 # tools/gpu_check.sh: first contact with a GPU machine, here on the CPU
 
 
-def gpu_check(env, *argv):
+def gpu_check(env, *argv, stdout=subprocess.PIPE):
     env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
-    return subprocess.run(["bash", os.path.join(TOOLS, "gpu_check.sh"), *argv], env=env, cwd="/", capture_output=True,
-                          text=True)
+    return subprocess.run(["bash", os.path.join(TOOLS, "gpu_check.sh"), *argv], env=env, cwd="/", stdout=stdout,
+                          stderr=subprocess.PIPE, text=True)
 
 
 def test_gpu_check_counts_missing_data_as_a_failure_finds_python3_and_records_the_commit(tmp_path):
@@ -760,12 +760,14 @@ def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(folder, 
     listed for each flag set that changes what the graph records (skipped without CUDA), exit 0, and nothing written
     under results/; without CIFAR-10 in DATA_DIR, a failure (exit 1) as in a real run."""
     before = sorted(glob.glob(os.path.join(REPO, "results", "*")))
-    res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None, DATA_DIR=folder))
-    assert res.returncode == 0, res.stdout + res.stderr
+    with open(tmp_path / "terminal.txt", "w") as terminal:  # the terminal, or a file as `> log` makes it
+        res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None, DATA_DIR=folder),
+                        stdout=terminal)
+    assert res.returncode == 0, res.stderr
     assert sorted(glob.glob(os.path.join(REPO, "results", "*"))) == before
     (summary,) = glob.glob(str(tmp_path / "gpu_check-cpu.*" / "summary.txt"))
     text = open(summary).read()
-    assert res.stdout == text and "tools/bench.py" in res.stdout  # the terminal shows every step's command line
+    assert (tmp_path / "terminal.txt").read_text() == text and "tools/bench.py" in text  # every step's command line
     nothing = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, OUT=None, DATA_DIR=str(tmp_path / "nowhere")),
                         str(tmp_path / "no-data"))
     assert nothing.returncode == 1, nothing.stdout + nothing.stderr

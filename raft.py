@@ -785,6 +785,11 @@ def stored_config(config):
     """The configuration in a results file or checkpoint; a flag added since it was written counts at its default."""
     return {**vars(parser().parse_args([])), **config}
 
+def other_settings(args, config):
+    """The flags whose values in a stored configuration differ from this run's, e.g. ['--epochs']."""
+    stored = stored_config(config)
+    return sorted("--" + k.replace("_", "-") for k, v in config_of(args).items() if stored.get(k) != v)
+
 def versions():
     """Python, torch, torchvision, and the git commit of this file (modified: it has uncommitted changes)."""
     git = lambda *a: subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), *a],
@@ -865,8 +870,7 @@ def load_checkpoint(model, teacher, opt, steps, args):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     except Exception as e:
         fail(f"cannot read the checkpoint {path} ({type(e).__name__}); remove it to start again")
-    config, stored = config_of(args), stored_config(ckpt["config"])
-    diff = sorted("--" + k.replace("_", "-") for k in config if stored.get(k) != config[k])
+    diff = other_settings(args, ckpt["config"])
     if diff:
         fail(f"{path} was made with other settings ({', '.join(diff)}); remove it or use another --out")
     model.load_state_dict(ckpt["model"])
@@ -922,9 +926,9 @@ def finished_run(args):
     done = results_file(args.out)
     if done is None:
         fail(f"{args.out} exists and is not a results file of raft.py: give another --out")
-    config = done["config"]
-    if {k: stored_config(config).get(k) for k in config_of(args)} != config_of(args):
-        fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
+    diff = other_settings(args, done["config"])
+    if diff:
+        fail(f"{args.out} holds a finished run with other settings ({', '.join(diff)}); remove it or use another --out")
     print(f"{args.out}: finished already")
     return done
 
@@ -1137,9 +1141,10 @@ def run(args):
 def refuse_to_overwrite(args):
     """Without --resume, a finished results file, an interrupted run's checkpoint or a run's trained networks are never
     silently replaced."""
+    if os.path.exists(args.out) and not results_file(args.out):
+        fail(f"{args.out} exists and is not a results file of raft.py: give another --out")
     if os.path.exists(args.out):
-        fail(f"{args.out} exists (a finished run): add --resume to reuse it, or give another --out"
-             if results_file(args.out) else f"{args.out} exists and is not a results file of raft.py: give another --out")
+        fail(f"{args.out} exists (a finished run): add --resume to reuse it, or give another --out")
     if os.path.exists(args.out + ".ckpt"):
         fail(f"{args.out}.ckpt holds an interrupted run: add --resume to continue it, or give another --out")
     if os.path.exists(args.out + ".pt"):

@@ -913,7 +913,7 @@ def bad_runs(tmp_path_factory):
     with open(glob.glob(os.path.join(broken, "train", "*", "*.png"))[0], "wb") as f:
         f.write(b"not an image")
     quick = [*SMALL, "--image-size", "8", "--batch-size", "16", "--epochs", "0", "--eval-epochs", "1",
-             "--knn-every", "0", "--train-subset", "64", "--out", str(tmp / "out.json")]
+             "--knn-every", "0", "--train-subset", "48", "--out", str(tmp / "out.json")]
     argvs = {
         "train but no test": [*quick, "--data-dir", no_test],
         "cuda graph on a cpu": [*quick, "--data-dir", good, "--cuda-graph"],

@@ -728,6 +728,9 @@ def load_data(args):
         fail(f"--data-dir {root!r} is a file, not a folder; {LOCAL_COPY_HINT}")
     else:
         data = load_cifar10(root)
+    if args.train_subset > len(data["train"][1]):  # what the results file records is what the run used
+        fail(f"--train-subset {args.train_subset} is more than the {len(data['train'][1])} training images in {root}; "
+             f"give at most {len(data['train'][1])} (0: all)")
     if args.train_subset:
         data["train"] = tuple(t[: args.train_subset] for t in data["train"])
     if len(data["train"][1]) < args.batch_size:
@@ -744,6 +747,11 @@ def check_writable(path):
     """Fail now, not after hours of training, if the results file cannot be written."""
     if os.path.isdir(path):
         fail(f"--out {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'run.json')}")
+    folder = os.path.dirname(path) or "."
+    while not os.path.exists(folder):  # the nearest part of the path that exists must be a folder
+        folder = os.path.dirname(folder) or "."
+    if not os.path.isdir(folder):
+        fail(f"cannot write --out {path!r}: {folder} is a file, not a folder")
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         open(f"{path}.tmp{os.getpid()}", "w").close()
@@ -760,11 +768,12 @@ def config_of(args):
     return {k: v for k, v in vars(args).items() if k not in NO_NUMBER_FLAGS}
 
 def resume_command(args):
-    """The command line that continues this run: its flags that differ from the defaults, then --resume."""
+    """The command line that continues this run: its flags that differ from the defaults, --device always (its default
+    depends on the machine), then --resume."""
     defaults, words = vars(parser().parse_args([])), ["python", "raft.py"]
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
-        if key == "resume" or value == defaults[key]:
+        if key == "resume" or (value == defaults[key] and key != "device"):
             continue
         if isinstance(value, bool):  # a switch; --amp is the only one whose default is neither
             words.append(flag if value else "--no-" + flag[2:])
@@ -775,6 +784,11 @@ def resume_command(args):
 def stored_config(config):
     """The configuration in a results file or checkpoint; a flag added since it was written counts at its default."""
     return {**vars(parser().parse_args([])), **config}
+
+def other_settings(args, config):
+    """The flags whose values in a stored configuration differ from this run's, e.g. ['--epochs']."""
+    stored = stored_config(config)
+    return sorted("--" + k.replace("_", "-") for k, v in config_of(args).items() if stored.get(k) != v)
 
 def versions():
     """Python, torch, torchvision, and the git commit of this file (modified: it has uncommitted changes)."""
@@ -845,7 +859,7 @@ def set_rng_state(state, device):
     if state["cuda"] is not None and device.startswith("cuda"):
         torch.cuda.set_rng_state(state["cuda"], device)
 
-def load_checkpoint(model, teacher, opt, args):
+def load_checkpoint(model, teacher, opt, steps, args):
     """Restore a run from OUT.ckpt if there is one; returns the checkpoint (epoch, step, the epoch's order and sums,
     history, seconds), {} for a new run."""
     path = args.out + ".ckpt"
@@ -856,8 +870,7 @@ def load_checkpoint(model, teacher, opt, args):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     except Exception as e:
         fail(f"cannot read the checkpoint {path} ({type(e).__name__}); remove it to start again")
-    config, stored = config_of(args), stored_config(ckpt["config"])
-    diff = sorted("--" + k.replace("_", "-") for k in config if stored.get(k) != config[k])
+    diff = other_settings(args, ckpt["config"])
     if diff:
         fail(f"{path} was made with other settings ({', '.join(diff)}); remove it or use another --out")
     model.load_state_dict(ckpt["model"])
@@ -865,8 +878,12 @@ def load_checkpoint(model, teacher, opt, args):
     opt.load_state_dict(ckpt["opt"])
     set_rng_state(ckpt["rng"], args.device)
     step = ckpt.get("step", 0)  # a checkpoint from before mid-epoch ones has none
-    print(f"resumed from {path} at epoch {ckpt['epoch']}" + (f", step {step} of the next" if step else ""))
+    print(f"resumed from {path} {position(ckpt['epoch'], step, steps)}")
     return ckpt
+
+def position(epoch, step, steps):
+    """Where a checkpoint is, as a stop and its resume both say it: `epoch` epochs and `step` steps of the next done."""
+    return f"at epoch {epoch + 1}, step {step} of {steps}" if step else f"after epoch {epoch}"
 
 def table_values(history):
     """Tables 1 and 3 report L_align and L_uniform as the mean over the last 10 epochs of training (Table 1 caption)."""
@@ -895,16 +912,23 @@ def save_snapshot(model, images, args, epoch):
     save_atomically(dict(epoch=epoch, encoder=model.encoder.state_dict(), projector=model.projector.state_dict(),
                          f_theta=f_theta.cpu(), config=vars(args)), f"{args.out}.epoch{epoch}.pt")
 
+def results_file(path):
+    """The results file at path, or None where path holds something else (not JSON, or JSON without a config)."""
+    try:
+        with open(path) as f:
+            done = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return done if isinstance(done, dict) and isinstance(done.get("config"), dict) else None
+
 def finished_run(args):
     """The results of a run that --resume finds finished already, if made with the same settings."""
-    try:
-        with open(args.out) as f:
-            done = json.load(f)
-        config = done["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        fail(f"{args.out} exists but is not a results file of raft.py; remove it or use another --out")
-    if {k: stored_config(config).get(k) for k in config_of(args)} != config_of(args):
-        fail(f"{args.out} holds a finished run with other settings; remove it or use another --out")
+    done = results_file(args.out)
+    if done is None:
+        fail(f"{args.out} exists and is not a results file of raft.py: give another --out")
+    diff = other_settings(args, done["config"])
+    if diff:
+        fail(f"{args.out} holds a finished run with other settings ({', '.join(diff)}); remove it or use another --out")
     print(f"{args.out}: finished already")
     return done
 
@@ -940,7 +964,7 @@ class RunState:
 
     def __init__(self, model, teacher, opt, data, steps, args):
         self.model, self.teacher, self.opt, self.data, self.steps, self.args = model, teacher, opt, data, steps, args
-        ckpt = load_checkpoint(model, teacher, opt, args) if args.resume else {}
+        ckpt = load_checkpoint(model, teacher, opt, steps, args) if args.resume else {}
         self.epoch, self.step = ckpt.get("epoch", 0), ckpt.get("step", 0)  # epochs done; steps done of the next
         self.perm, self.sums = ckpt.get("perm"), ckpt.get("sums")  # the interrupted epoch's order and running sums
         self.epoch_seconds = ckpt.get("epoch_seconds", 0.0)
@@ -988,7 +1012,7 @@ class RunState:
         if self.signal or (minutes and now - self.saved_at >= 60 * minutes):
             self.save(epoch, i + 1, perm, sums)
         if self.signal:
-            self.stop(f"at epoch {epoch + 1}, step {i + 1} of {self.steps}")
+            self.stop(position(epoch, i + 1, self.steps))
 
     def end_epoch(self, epoch, sums):
         """The epoch's row (epoch_row), OUT.ckpt every --save-every epochs and at the end of training."""
@@ -1001,7 +1025,7 @@ class RunState:
         if (epoch + 1) % self.args.save_every == 0 or epoch + 1 == self.args.epochs or self.signal:
             self.save(epoch + 1, 0)
         if self.signal:
-            self.stop(f"after epoch {epoch + 1}")
+            self.stop(position(epoch + 1, 0, self.steps))
 
     def save(self, epoch, step, perm=None, sums=None):
         """OUT.ckpt: `epoch` epochs and `step` steps of the next one done, with that epoch's order and sums."""
@@ -1108,16 +1132,23 @@ def run(args):
     save_atomically(result, args.out, save=write_json)
     if os.path.exists(args.out + ".ckpt"):
         os.remove(args.out + ".ckpt")  # the results file and OUT.pt now hold everything the checkpoint was for
-    print(f"linear accuracy {accs[-1]:.2f}% (mean of the last 10 probe epochs {result['linear_acc_last10']:.2f}%)  "
+    last = len(accs[-10:])  # 10, or every epoch of a shorter probe
+    print(f"linear accuracy {accs[-1]:.2f}% (mean of the last {last} probe epoch{'s' if last > 1 else ''} "
+          f"{result['linear_acc_last10']:.2f}%)  "
           f"L_align {result['align']:.3e}  L_uniform {result['uniform']:.3f}  -> {args.out}, {args.out}.pt")
     return result
 
 def refuse_to_overwrite(args):
-    """Without --resume, a finished results file or an interrupted run's checkpoint is never silently replaced."""
+    """Without --resume, a finished results file, an interrupted run's checkpoint or a run's trained networks are never
+    silently replaced."""
+    if os.path.exists(args.out) and not results_file(args.out):
+        fail(f"{args.out} exists and is not a results file of raft.py: give another --out")
     if os.path.exists(args.out):
         fail(f"{args.out} exists (a finished run): add --resume to reuse it, or give another --out")
     if os.path.exists(args.out + ".ckpt"):
         fail(f"{args.out}.ckpt holds an interrupted run: add --resume to continue it, or give another --out")
+    if os.path.exists(args.out + ".pt"):
+        fail(f"{args.out}.pt exists (a run's trained networks): remove it, or give another --out")
 
 def stopped_at_once(args):
     """A second Ctrl-C (or a first outside training): one line saying what is kept, no traceback."""

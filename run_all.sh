@@ -20,11 +20,13 @@
 # QUICK=1 is PROFILE=quick.
 # Every run is started with --resume: raft.py skips it if OUT_DIR/<run>-s<seed>.json is
 # finished with the same settings, resumes it from its checkpoint if interrupted, and refuses
-# a finished file made with other settings. A failed run does not stop the others; it is
-# listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md,
+# a finished file made with other settings. Each run's log, OUT_DIR/logs/<run>-s<seed>.log, is
+# appended to, each time under a dated line with the command. A failed run does not stop the others;
+# it is listed at the end and the script exits 1. Tables: OUT_DIR/table1.md, table3.md, mirror.md,
 # trajectories.md and the figures (tools/tables.py); with PROFILE=demo instead OUT_DIR/demo.md and
-# demo.png (tools/demo.py), the table printed. The first run runs alone when CIFAR-10 is not in
-# DATA_DIR yet, so that it is downloaded once.
+# demo.png (tools/demo.py), the table printed; both only when a run finished, so that a folder whose
+# runs were all refused or failed keeps its tables as they were. Runs go one at a time until CIFAR-10
+# is in DATA_DIR, so that it is downloaded once; if the download fails, the others are not started.
 #
 # On a cluster: PRINT=1 prints one self-contained command per run and runs nothing (put CIFAR-10 in DATA_DIR
 # first, so that the runs do not all download it at once); tools/tables.py gathers whatever has finished:
@@ -73,7 +75,7 @@ else
 fi
 DATA_DIR=$(realpath -m "${DATA_DIR:-data}") || exit 2  # paths as the user meant them, before the cd below
 OUT_DIR=$(realpath -m "$OUT_DIR")
-SHOWN=$OUT_DIR  # where the user finds the outputs, whatever the runs' own paths
+SHOWN=$OUT_DIR DATA_SHOWN=$DATA_DIR  # the paths as the user gave them, whatever the runs' own paths
 ARGS=${ARGS:-}
 PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-}
@@ -85,6 +87,13 @@ RAFT=$(pwd)/raft.py
 TABLES=$(pwd)/tools/tables.py
 if [ "$PRINT" != 1 ]; then  # runs here: paths relative to the repository, so results and logs hold no absolute path
   RAFT=raft.py DATA_DIR=$(realpath -m --relative-to=. "$DATA_DIR") OUT_DIR=$(realpath -m --relative-to=. "$OUT_DIR")
+  usable=$SHOWN  # OUT_DIR, or the part of its path that exists: a folder this user may write in, before any run
+  while [ ! -e "$usable" ]; do usable=$(dirname "$usable"); done
+  if [ ! -d "$usable" ]; then
+    [ "$usable" = "$SHOWN" ] && error "OUT_DIR $SHOWN is a file, not a folder"
+    error "OUT_DIR $SHOWN: $usable is a file, not a folder"
+  fi
+  [ -w "$usable" ] || error "OUT_DIR $SHOWN: $usable is not writable"
 fi
 
 # every run as one line: NAME SEED FLAGS...
@@ -115,16 +124,25 @@ if [ "$PRINT" = 1 ]; then
   exit 0
 fi
 
-mkdir -p "$OUT_DIR/logs"
+mkdir -p "$OUT_DIR/logs" 2> /dev/null || error "OUT_DIR $SHOWN: cannot make $SHOWN/logs"
 failed="$OUT_DIR/failed.txt"
 : > "$failed"
 
-run() {  # run GPU NAME SEED FLAGS...
-  local gpu=$1 name=$2 seed=$3
+said() {  # said LOG: the run's last line in this script's words: DATA_DIR as given, knobs for raft.py's flags
+  local line
+  line=$(tail -n 1 "$1")
+  line=${line//"'$DATA_DIR'"/"'$DATA_SHOWN'"}
+  sed 's/--data-dir/DATA_DIR/g; s/--train-subset/TRAIN_SUBSET/g; s/--epochs/EPOCHS/g' <<< "$line"
+}
+
+run() {  # run GPU NAME SEED FLAGS...: the run, its output appended to its log under a dated line
+  local gpu=$1 name=$2 seed=$3 command
   local log="$OUT_DIR/logs/$name-s$seed.log"
+  command=$(command_for "${@:2}")
   echo "run      $name seed $seed${gpu:+ on GPU $gpu} (log: $log)"
-  if ! env ${gpu:+CUDA_VISIBLE_DEVICES=$gpu} bash -c "$(command_for "${@:2}")" >"$log" 2>&1; then
-    echo "$name seed $seed: $(tail -n 1 "$log")" >> "$failed"
+  echo "==== $(date -u '+%Y-%m-%d %H:%M:%S UTC') run_all.sh: $command" >> "$log"
+  if ! env ${gpu:+CUDA_VISIBLE_DEVICES=$gpu} bash -c "$command" >> "$log" 2>&1; then
+    echo "$name seed $seed: $(said "$log")" >> "$failed"
     echo "FAILED   $name seed $seed (see $log)"
   fi
 }
@@ -138,21 +156,35 @@ worker() {  # worker W runs queue entries W, W + workers, ... one after another,
     [ "$i" -ge "$alone" ] && run "$gpu" ${queue[$i]}
   done
 }
-alone=0  # the first run alone when CIFAR-10 is not here yet (raft.py downloads it), so that it is downloaded once
-[ -d "$DATA_DIR/train" ] || [ -d "$DATA_DIR/test" ] || [ -d "$DATA_DIR/cifar-10-batches-py" ] || alone=1
-[ "$alone" = 1 ] && run "${gpus[0]:-}" ${queue[0]}
+has_data() { [ -d "$DATA_DIR/train" ] || [ -d "$DATA_DIR/test" ] || [ -d "$DATA_DIR/cifar-10-batches-py" ]; }
+alone=0  # runs one at a time until CIFAR-10 is here (raft.py downloads it), so that it is downloaded once
+while [ "$alone" -lt ${#queue[@]} ] && ! has_data; do
+  run "${gpus[0]:-}" ${queue[$alone]}
+  read -r name seed _ <<< "${queue[$alone]}"
+  alone=$((alone + 1))
+  log="$OUT_DIR/logs/$name-s$seed.log"
+  if [[ $(tail -n 1 "$log") == *"no CIFAR-10 in"* ]]; then  # the others would try the download again, and fail
+    echo "run_all.sh: error: $(said "$log" | sed 's/^raft\.py: error: //'); the other $((${#queue[@]} - alone)) runs" \
+         "were not started" >&2
+    exit 1
+  fi
+done
 for ((w = 0; w < workers; w++)); do worker "$w" & done
 wait
 
-if [ "$PROFILE" = demo ]; then  # the demo's figure and table (printed)
-  $PYTHON "$(dirname "$TABLES")/demo.py" "$OUT_DIR" || echo "drawing the demo's figure and table failed" >> "$failed"
+finished=$((${#queue[@]} - $(wc -l < "$failed"))) tables_failed=""
+if [ "$finished" = 0 ]; then  # no results of these settings to make tables of: the folder stays as it was
+  echo "tables: not written, no run finished (what $SHOWN holds is as it was)"
+elif [ "$PROFILE" = demo ]; then  # the demo's figure and table (printed)
+  $PYTHON "$(dirname "$TABLES")/demo.py" "$OUT_DIR" || tables_failed="drawing the demo's figure and table failed"
 elif $PYTHON "$TABLES" "$OUT_DIR" > /dev/null; then
   echo "tables: $SHOWN/table1.md $SHOWN/table3.md $SHOWN/mirror.md"
 else
-  echo "writing the tables failed" >> "$failed"
+  tables_failed="writing the tables failed"
 fi
 if [ -s "$failed" ]; then
   echo "failed runs ($(wc -l < "$failed")):"
   cat "$failed"
-  exit 1
 fi
+[ -z "$tables_failed" ] || echo "$tables_failed"
+if [ -s "$failed" ] || [ -n "$tables_failed" ]; then exit 1; fi

@@ -758,8 +758,9 @@ def test_resume_of_a_finished_run_reuses_it_or_refuses_other_settings(folder, tm
     older = dict(first, config={k: v for k, v in first["config"].items() if k != "cuda_graph"})  # before the flag
     out.write_text(json.dumps(older))
     assert raft.main(cli(folder, out, "--epochs", 1, "--resume")) == older  # the flag counts at its default
-    with pytest.raises(SystemExit, match="other settings"):
-        raft.main(cli(folder, out, "--epochs", 1, "--resume", "--beta", 2))
+    says = f"{out} holds a finished run with other settings (--beta, --epochs); remove it or use another --out"
+    with pytest.raises(SystemExit, match=re.escape(says)):
+        raft.main(cli(folder, out, "--epochs", 2, "--resume", "--beta", 2))
 
 
 
@@ -792,6 +793,7 @@ def test_a_signal_mid_epoch_checkpoints_and_the_resumed_run_is_the_uninterrupted
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"raft.py: stopped by SIGINT at epoch 2, step 2 of 4; saved {out}.ckpt; to continue: "
                            f"python raft.py ") and last.endswith(" --resume"), last
+    assert " --device cpu " in last  # the default here, perhaps not on the machine that continues it
     ckpt = torch.load(f"{out}.ckpt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"], len(ckpt["history"])) == (1, 2, 1) and ckpt["perm"].shape == (64,)
     assert signal.getsignal(signal.SIGINT) is handler  # the handlers are put back
@@ -800,6 +802,7 @@ def test_a_signal_mid_epoch_checkpoints_and_the_resumed_run_is_the_uninterrupted
     calls = signal_at_call(monkeypatch, 0)
     resumed = raft.main(command[2:])
     assert len(calls) == 2  # epoch 2's steps 3 and 4 only
+    assert f"resumed from {out}.ckpt at epoch 2, step 2 of 4\n" in capsys.readouterr().out  # counted as the stop
     clock = {"images_per_s", "seconds", "eta_s"}
     assert [{k: v for k, v in r.items() if k not in clock} for r in resumed["history"]] == \
         [{k: v for k, v in r.items() if k not in clock} for r in full["history"]]
@@ -817,6 +820,43 @@ def test_a_second_signal_stops_at_once(folder, tmp_path, monkeypatch, capfd):
     assert err[1:] == ["raft.py: stopped at once; no checkpoint of this run was saved"]
 
 
+def test_an_epoch_that_stops_keeps_its_clock(folder, tmp_path, monkeypatch):
+    """An epoch cut twice by a stop and resumed each time: its row's seconds include the parts before the stops and
+    its images/s is over the whole epoch, as in the run without a stop. The clock: 1 s per step, nothing else."""
+    clock = [0.0]
+    monkeypatch.setattr(raft, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    step = raft.train_step
+    monkeypatch.setattr(raft, "train_step", lambda *a, **k: clock.__setitem__(0, clock[0] + 1) or step(*a, **k))
+    argv = cli(folder, tmp_path / "cut.json", "--epochs", 2, "--knn-every", 0)
+    for calls, resume in [(5, []), (2, ["--resume"])]:  # stops at epoch 2, step 1, then at step 3 (of 4)
+        signal_at_call(monkeypatch, calls, signal.SIGINT)
+        with pytest.raises(SystemExit):
+            raft.main(argv + resume)
+    signal_at_call(monkeypatch, 0)
+    resumed = raft.main(argv + ["--resume"])
+    plain = raft.main(cli(folder, tmp_path / "plain.json", "--epochs", 2, "--knn-every", 0))
+    clock_of = lambda res: [(r["seconds"], r["images_per_s"], r["eta_s"]) for r in res["history"]]
+    assert clock_of(plain) == [(4.0, 16.0, 4.0), (8.0, 16.0, 0.0)]  # 4 steps of 16 images a second each
+    assert clock_of(resumed) == clock_of(plain) and resumed["seconds"]["train"] == plain["seconds"]["train"] == 8.0
+
+
+def test_checkpoint_minutes_changes_no_number(folder, tmp_path, monkeypatch):
+    """--checkpoint-minutes says when OUT.ckpt is written, as --save-every does, not what is computed: a run stopped
+    under one value resumes under another, and compare.py --identical finds it equal to the run without a stop."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))
+    import compare
+    flags = ("--epochs", 1, "--knn-every", 0, "--seed", 5)
+    raft.main(cli(folder, tmp_path / "full.json", *flags))
+    out = tmp_path / "cut.json"
+    signal_at_call(monkeypatch, 2, signal.SIGINT)
+    with pytest.raises(SystemExit):
+        raft.main(cli(folder, out, *flags, "--checkpoint-minutes", 5))
+    signal_at_call(monkeypatch, 0)
+    raft.main(cli(folder, out, *flags, "--checkpoint-minutes", 0, "--save-every", 3, "--resume"))
+    assert json.loads(out.read_text())["config"]["checkpoint_minutes"] == 0
+    assert compare.identical(tmp_path / "full.json", out)
+
+
 def test_a_checkpoint_every_n_minutes_of_training(tmp_path, monkeypatch):
     """--checkpoint-minutes: OUT.ckpt mid-epoch once that much training time has passed (here: after every step)."""
     saved = []
@@ -830,16 +870,27 @@ def test_a_checkpoint_every_n_minutes_of_training(tmp_path, monkeypatch):
 
 
 def test_nothing_is_overwritten_or_restarted_silently(tmp_path, capsys):
-    """Without --resume an existing OUT or OUT.ckpt is refused in one line, before any data is read; --resume
+    """Without --resume an existing OUT, OUT.ckpt or OUT.pt is refused in one line, before any data is read; a file
+    that is not a results file is called so, with --resume too, and a path through a file names that file; --resume
     without a checkpoint says that it starts a new run."""
     out = tmp_path / "r.json"
     argv = cli(str(tmp_path / "no-data-needed"), out, "--epochs", 1)
-    for path, says in [(f"{out}.ckpt", "holds an interrupted run: add --resume to continue it"),
-                       (out, "exists (a finished run): add --resume to reuse it")]:
-        open(path, "w").close()
+    for path, text, says in [(f"{out}.pt", "", "exists (a run's trained networks): remove it"),
+                             (f"{out}.ckpt", "", "holds an interrupted run: add --resume to continue it"),
+                             (out, '{"config": {}}', "exists (a finished run): add --resume to reuse it")]:
+        with open(path, "w") as f:
+            f.write(text)
         with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: {path} {says}, or give another --out")):
             raft.main(argv)
-    os.remove(out), os.remove(f"{out}.ckpt")
+    out.write_text("# not a results file\n")
+    for resume in [[], ["--resume"]]:
+        with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: {out} exists and is not a results file of "
+                                                       f"raft.py: give another --out")):
+            raft.main(argv + resume)
+    with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: cannot write --out '{out}/a/x.json': {out} is a "
+                                                   f"file, not a folder")):
+        raft.main(cli(str(tmp_path), f"{out}/a/x.json"))
+    os.remove(out), os.remove(f"{out}.ckpt"), os.remove(f"{out}.pt")
     args, model, teacher = build(["--epochs", 1, "--batch-size", 8, "--knn-every", 0, "--resume", "--out", out])
     raft.train(model, teacher, dict(train=shapes_dataset(n_per_class=2)), args)
     assert capsys.readouterr().out.startswith(f"--resume: no {out}.ckpt, so this is a new run from epoch 1\n")
@@ -862,7 +913,7 @@ def bad_runs(tmp_path_factory):
     with open(glob.glob(os.path.join(broken, "train", "*", "*.png"))[0], "wb") as f:
         f.write(b"not an image")
     quick = [*SMALL, "--image-size", "8", "--batch-size", "16", "--epochs", "0", "--eval-epochs", "1",
-             "--knn-every", "0", "--train-subset", "64", "--out", str(tmp / "out.json")]
+             "--knn-every", "0", "--train-subset", "48", "--out", str(tmp / "out.json")]
     argvs = {
         "train but no test": [*quick, "--data-dir", no_test],
         "cuda graph on a cpu": [*quick, "--data-dir", good, "--cuda-graph"],
@@ -1254,20 +1305,27 @@ def test_weights_file_restores_the_encoder(folder, tmp_path, monkeypatch):
     assert not torch.allclose(raft.features(raft.build_encoder("small", "imagenet"), images, size), trained)
 
 
-def test_readme_snippet_loads_an_encoder_and_computes_features(folder, tmp_path, monkeypatch):
-    """The README's snippet for a trained encoder, run as written (no argparse namespace needed)."""
+def test_readme_snippet_loads_an_encoder_and_computes_features(folder, tmp_path, monkeypatch, capsys):
+    """The README's snippet for a trained encoder, as written and with nothing defined beforehand: it reads the weights
+    that the README's demo command writes (here a tiny run's, put there) and a few test images of the run's data."""
     readme = open(os.path.join(REPO, "README.md")).read()
     snippet = readme.split("<!-- snippet: features -->")[1].split("```python")[1].split("```")[0]
-    raft.main(cli(folder, tmp_path / "raft-run.json", "--epochs", 1))
+    weights_path = re.search(r'torch.load\("([^"]+)"', snippet).group(1)  # demo-run/byol-mlp-s0.json.pt
+    out_dir = re.search(r"^ +PROFILE=demo .*OUT_DIR=(\S+) bash run_all.sh", readme, re.M).group(1)
+    demo_runs = re.search(r"demo\).*RUNS=\$\{RUNS:-([^}]+)\}", open(os.path.join(REPO, "run_all.sh")).read(), re.S)
+    assert os.path.dirname(weights_path) == out_dir and weights_path.endswith("-s0.json.pt")
+    assert os.path.basename(weights_path).rsplit("-s", 1)[0] in demo_runs.group(1).split(",")
+    raft.main(cli(folder, tmp_path / weights_path.removesuffix(".pt"), "--epochs", 1))
     monkeypatch.chdir(tmp_path)
-    images = raft.load_data(raft.get_args(cli(folder, tmp_path / "x.json")))["test"][0]
-    namespace = dict(images=images)
+    capsys.readouterr()
+    namespace = {}
     exec(snippet, namespace)
-    weights = torch.load("raft-run.json.pt", weights_only=True)
-    assert namespace["features"].shape == (len(images), raft.FEATURES)
+    images, labels = raft.load_image_folder(folder)["test"]
+    assert namespace["features"].shape == (8, raft.FEATURES)
     kept = raft.build_encoder("small")
-    kept.load_state_dict(weights["encoder"])
-    torch.testing.assert_close(namespace["features"], raft.features(kept, images, 16))
+    kept.load_state_dict(torch.load(weights_path, weights_only=True)["encoder"])
+    torch.testing.assert_close(namespace["features"], raft.features(kept, images[:8], 16))
+    assert capsys.readouterr().out == f"torch.Size([8, {raft.FEATURES}]) {labels[:8].tolist()}\n"
 
 
 # -----------------------------------------------------------------------------
@@ -1469,17 +1527,26 @@ def test_the_benchmarks_graph_check_compares_like_with_like(gpu_path, capsys):
 
 
 def test_train_subset_is_the_first_n_images_of_the_interleaved_order(folder):
-    """--train-subset N from an image folder: the FIRST N images of the class-interleaved order (balanced)."""
+    """--train-subset N from an image folder: the FIRST N images of the class-interleaved order (balanced); more than
+    the folder holds is refused, so that the results file records what the run used."""
     full = raft.load_image_folder(folder)["train"]
     some = raft.load_image_folder(folder, train_subset=12)["train"]
     assert torch.equal(some[0], full[0][:12]) and torch.equal(some[1], full[1][:12])
     assert some[1].tolist() == [0, 1, 2] * 4  # one image of each class in turn
+    assert len(raft.load_data(raft.get_args(cli(folder, "x.json", "--train-subset", 64)))["train"][1]) == 64
+    with pytest.raises(SystemExit, match=re.escape(f"raft.py: error: --train-subset 65 is more than the 64 training "
+                                                   f"images in {folder}; give at most 64 (0: all)")):
+        raft.load_data(raft.get_args(cli(folder, "x.json", "--train-subset", 65)))
 
 
-def test_linear_acc_last10_is_the_mean_of_the_last_10_probe_epochs(folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args: [float(e) for e in range(20)])
-    res = raft.main(cli(folder, tmp_path / "l.json", "--epochs", 1))
-    assert res["linear_acc_last10"] == sum(range(10, 20)) / 10 and res["linear_acc"] == 19.0
+def test_linear_acc_last10_is_the_mean_of_the_last_10_probe_epochs(folder, tmp_path, monkeypatch, capsys):
+    """... or of every epoch of a shorter probe, and the last line says how many it averaged."""
+    for epochs, mean, says in [(20, sum(range(10, 20)) / 10, "mean of the last 10 probe epochs 14.50%"),
+                               (5, sum(range(5)) / 5, "mean of the last 5 probe epochs 2.00%")]:
+        monkeypatch.setattr(raft, "linear_eval", lambda encoder, data, args: [float(e) for e in range(epochs)])
+        res = raft.main(cli(folder, tmp_path / f"l{epochs}.json", "--epochs", 1))
+        assert res["linear_acc_last10"] == mean and res["linear_acc"] == epochs - 1
+        assert says in capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def test_blur_kernel_is_a_tenth_of_the_image_with_sigma_per_image(monkeypatch):

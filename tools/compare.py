@@ -107,11 +107,17 @@ def main(argv):
         print(__doc__.strip())
         return 0
     if argv[:1] == ["--identical"]:
-        if len(argv) != 3 or not all(os.path.isfile(p) for p in argv[1:]):
+        if len(argv) != 3:
             fail("--identical takes two results files")
+        for path in argv[1:]:
+            if not os.path.isfile(path):
+                fail(f"{path}: {'a folder, not a results file' if os.path.isdir(path) else 'no such file'}")
         return 0 if identical(*argv[1:]) else 1
-    if len(argv) < 2 or not all(os.path.isdir(d) for d in argv):
+    if len(argv) < 2:
         fail("give two or more results folders, or --identical and two results files (--help)")
+    for d in argv:
+        if not os.path.isdir(d):
+            fail(f"{d}: no such folder (give results folders, or --identical and two results files)")
     print(compare(argv))
     return 0
 

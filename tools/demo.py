@@ -49,7 +49,8 @@ def demo_markdown(runs):
              f"Scale: {scale(results)}. Each row: one run's last epoch of training (the mean over that epoch's "
              f"batches); spread: √D × the std of the normalised f_θ across the batch (1: spread over the sphere, 0: "
              f"one point); collapse: the first epoch whose spread fell below {raft.COLLAPSE_SPREAD}; probe accuracy: "
-             f"test accuracy of the linear probe, mean of its last 10 epochs.", "",
+             f"test accuracy of the linear probe, mean of its last {min(10, results[0]['config']['eval_epochs'])} "
+             f"epochs.", "",
              "| run | seed | epochs | L_align, eq. 1 | L_uniform, eq. 2 | spread | collapse (spread < "
              f"{raft.COLLAPSE_SPREAD}) | probe accuracy % | seconds (train + probe) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -98,13 +99,13 @@ def plot_demo(plt, runs, results_dir):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        raft.fail("usage: python tools/demo.py RESULTS_DIR")
+        fail("usage: python tools/demo.py RESULTS_DIR")
     results_dir = argv[0]
     if not os.path.isdir(results_dir):
-        raft.fail(f"{results_dir!r}: no such folder")
+        fail(f"{results_dir!r}: no such folder")
     runs = tables.load_results(results_dir)
     if not runs:
-        raft.fail(f"no results files (<run>-s<seed>.json) in {results_dir!r}")
+        fail(f"no results files (<run>-s<seed>.json) in {results_dir!r}")
     text = demo_markdown(runs)
     raft.save_atomically(text, os.path.join(results_dir, "demo.md"), save=raft.write_text)
     print(text, end="")
@@ -112,13 +113,17 @@ def main(argv=None):
         for r in res:
             log = os.path.join(results_dir, "logs", f"{name}-s{r['config']['seed']}.log")
             said = [line.strip() for line in open(log)] if os.path.exists(log) else []
-            for line in [line for line in said if line.startswith("collapse:")][:1]:
+            for line in [line for line in said if line.startswith("collapse:")][-1:]:  # of the latest training
                 print(f"{name} seed {r['config']['seed']}, raft.py said: {line}")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plot_demo(plt, runs, results_dir)
     print(f"figure: {os.path.join(results_dir, 'demo.png')}; table: {os.path.join(results_dir, 'demo.md')}")
+
+
+def fail(message):
+    raise SystemExit(f"demo.py: error: {message}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@
 # where the copy has no .git), DRY_RUN=1.
 # Every raft.py and bench.py command line below is first parsed by raft.py's own parser (step "flags"), so a
 # misspelt flag shows on any machine. A run that cannot find CIFAR-10 is a failure, named first in the last line,
-# and the later runs that need it are skipped. Without CUDA the script names the steps it skips (the CUDA-only
+# and the later runs that need it are skipped; so is a dry run without CIFAR-10 in DATA_DIR. Without CUDA the script names the steps it skips (the CUDA-only
 # ones) and runs the others at CPU size in a few minutes: the benchmark and the tiny runs small with --device cpu
 # (not --amp), run_all.sh's commands printed (PRINT=1). Exit status 1 if a step failed.
 set -uo pipefail
@@ -75,10 +75,13 @@ no_data() {  # no_data LINE: is LINE raft.py's one-line error for data it cannot
      $1 == *"has no class folders"* || $1 == *"is a file, not a folder"* ]]
 }
 
-record() {  # record NAME EXIT SECONDS OUTCOME: one line in the summary (and on the screen), the command below it
+record() {  # record NAME EXIT SECONDS OUTCOME: one line in the summary and on the screen, the command below it (on
+            # the screen too in a dry run)
   local name=$1 status=$2 wall=$3 outcome=$4
   printf '%-22s %5s %8s  %s\n' "$name" "$status" "$wall" "$outcome" | tee -a "$summary"
-  printf '%-22s %s\n' "" "${command[$name]}" >> "$summary"
+  if [ "$DRY_RUN" = 1 ]; then printf '%-22s %s\n' "" "${command[$name]}" | tee -a "$summary"
+  else printf '%-22s %s\n' "" "${command[$name]}" >> "$summary"
+  fi
 }
 
 start() {  # start NAME CAP COMMAND...: COMMAND in the background, limited to CAP seconds and the time left
@@ -179,6 +182,9 @@ command[flags]="$PY -c <raft.parser().parse_args on each command line below>"
 step flags 60 "$PY" -c "$parse" "${lines[@]}"
 command[data]="ls $DATA_DIR  # train/ and test/, or cifar-10-batches-py/"
 if has_data; then record data - - "ok: CIFAR-10 in $DATA_DIR"
+elif [ "$DRY_RUN" = 1 ]; then  # nothing will download it: a failure, as in a real run that cannot
+  failed=$((failed + 1)) nodata=data
+  record data - - "failed (no data): no CIFAR-10 in $DATA_DIR, and a dry run downloads nothing"
 else record data - - "missing: no CIFAR-10 in $DATA_DIR; the first run downloads it (a failure where it cannot)"
 fi
 
@@ -230,6 +236,7 @@ fi
 step tables 45 "$PY" tools/tables.py "$OUT/quick"
 
 clean
-[ -z "$nodata" ] || data_said="no CIFAR-10 in $DATA_DIR (logs/$nodata.log): carry it and set DATA_DIR; "
+[ "$nodata" = data ] || nodata_log=" (logs/$nodata.log)"  # the run that found no data, where one ran
+[ -z "$nodata" ] || data_said="no CIFAR-10 in $DATA_DIR${nodata_log:-}: carry it and set DATA_DIR; "
 echo "${data_said:-}$failed failed; ${SECONDS} s in all; summary: $summary" | tee -a "$summary"
 [ "$failed" = 0 ]

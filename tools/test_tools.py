@@ -121,10 +121,17 @@ def test_identical_compares_every_number_but_the_clock(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "config.lr: 0.0003 != 1.0"
 
 
-def test_compare_answers_help_and_names_its_own_mistakes(capsys):
+def test_compare_answers_help_and_names_its_own_mistakes(capsys, tmp_path):
     assert compare.main(["--help"]) == 0 and "compare.py --identical A.json B.json" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="^compare.py: error: give two or more results folders"):
         compare.main([])
+    (tmp_path / "a.json").write_text("{}")
+    for argv, says in [(["--identical", str(tmp_path / "a.json"), "missing.json"], "missing.json: no such file"),
+                       (["--identical", "gone.json", str(tmp_path / "a.json")], "gone.json: no such file"),
+                       (["--identical", str(tmp_path), str(tmp_path / "a.json")], f"{tmp_path}: a folder, not a"),
+                       ([str(tmp_path), "no-folder"], "no-folder: no such folder")]:
+        with pytest.raises(SystemExit, match=f"^compare.py: error: {re.escape(says)}"):
+            compare.main(argv)
 
 
 def test_every_table_row_has_a_run_and_every_run_parses():
@@ -189,8 +196,9 @@ case "$1" in *tables.py) exec {sys.executable} "$@";; esac
 echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
 """)
     stand_in.chmod(0o755)
-    res = run_all(dict(PYTHON=str(stand_in), GPUS="3,5", JOBS="2", SEEDS="2", OUT_DIR=str(tmp_path / "out")),
-                  cwd=tmp_path)
+    (tmp_path / "data" / "train").mkdir(parents=True)  # CIFAR-10 here: no run goes alone to download it
+    res = run_all(dict(PYTHON=str(stand_in), GPUS="3,5", JOBS="2", SEEDS="2", OUT_DIR=str(tmp_path / "out"),
+                       DATA_DIR=str(tmp_path / "data")), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     printed = run_all(dict(PYTHON=str(stand_in), PRINT="1", SEEDS="2", OUT_DIR=str(tmp_path / "out")), cwd=tmp_path)
     order = [os.path.basename(c.split("--out ")[1].split()[0]) for c in printed.stdout.strip().splitlines()]
@@ -240,6 +248,68 @@ def test_demo_profile_runs_byol_with_and_without_predictor_on_the_cpu():
     for c in commands:
         assert c.startswith("OMP_NUM_THREADS=1 ") and "--device cpu" in c and "--encoder small" in c
     assert "--predictor none" in commands[1] and "--predictor mlp" in commands[0]
+
+
+def test_the_demo_run_again_keeps_every_log_and_refused_runs_keep_its_table_and_figure(folder, tmp_path):
+    """run_all.sh appends to each run's log under a dated line: the demo run twice, each log still holds what the
+    first time wrote (its epoch rows, and a collapse line where one came) before the second's 'finished already'.
+    Runs then refused (other settings) leave demo.md and demo.png as they were, and the failed runs are counted."""
+    out = tmp_path / "demo"
+    env = dict(PROFILE="demo", DATA_DIR=folder, OUT_DIR=str(out))
+    first = run_all(env, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    logs = {p: open(p).read() for p in sorted(glob.glob(str(out / "logs" / "*.log")))}
+    assert [os.path.basename(p) for p in logs] == ["byol-mlp-s0.log", "byol-np-s0.log", "raft-np-s0.log"]
+    dated = r"==== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC run_all.sh: OMP_NUM_THREADS=1 \S+ raft.py "
+    for text in logs.values():
+        assert re.match(dated, text) and re.search(r"^ +1 +-?\d+\.\d{4} ", text, re.M), text  # epoch 1's row
+    assert run_all(env, cwd=tmp_path).returncode == 0
+    for path, text in logs.items():
+        now = open(path).read()
+        assert now.startswith(text) and re.match(dated, now[len(text):]), now
+        assert now.strip().endswith("finished already")
+    drawn = {f: (out / f).stat().st_mtime_ns for f in ("demo.md", "demo.png")}
+    refused = run_all({**env, "EPOCHS": "2", "RUNS": "byol-np"}, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "failed runs (1):" in refused.stdout
+    assert refused.stdout.splitlines()[-1].endswith("holds a finished run with other settings (EPOCHS); remove it or "
+                                                    "use another --out")  # run_all.sh's knob for raft.py's --epochs
+    assert "tables: not written, no run finished" in refused.stdout
+    assert {f: (out / f).stat().st_mtime_ns for f in drawn} == drawn
+    assert all(open(path).read().startswith(text) for path, text in logs.items())
+
+
+def test_offline_the_download_is_tried_once_and_the_error_names_data_dir(tmp_path):
+    """No CIFAR-10 and no network: the first run tries the download, the others are not started, and the one line
+    names run_all.sh's DATA_DIR, where raft.py's own line in the log names its --data-dir."""
+    no_network = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    res = run_all(dict(PROFILE="demo", DATA_DIR=str(tmp_path / "cifar"), OUT_DIR=str(tmp_path / "demo"),
+                       NO_PROXY="", no_proxy="", **no_network), cwd=tmp_path)
+    if res.returncode == 0:
+        pytest.skip("CIFAR-10 was downloaded after all")
+    assert res.returncode == 1
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"run_all.sh: error: no CIFAR-10 in '{tmp_path}/cifar' and the download failed"), line
+    assert "point DATA_DIR at a folder" in line and "--data-dir" not in line, line
+    assert line.endswith("; the other 2 runs were not started"), line
+    assert os.listdir(tmp_path / "demo" / "logs") == ["byol-mlp-s0.log"] and not (tmp_path / "cifar").exists()
+    assert "point --data-dir at a folder" in (tmp_path / "demo" / "logs" / "byol-mlp-s0.log").read_text()
+
+
+def test_an_unusable_out_dir_is_one_line_before_any_run(tmp_path):
+    stand_in = tmp_path / "python"  # lists one run, and records any other call (a run started)
+    stand_in.write_text(f"""#!/usr/bin/env bash
+case "$*" in *--list-runs*) printf 'byol-np\\t--loss byol\\n';; *) echo "$*" >> {tmp_path / "calls"};; esac
+""")
+    stand_in.chmod(0o755)
+    (tmp_path / "file").write_text("kept")
+    for out_dir, says in [(tmp_path / "file", f"OUT_DIR {tmp_path}/file is a file, not a folder"),
+                          (tmp_path / "file" / "x", f"OUT_DIR {tmp_path}/file/x: {tmp_path}/file is a file"),
+                          ("/proc/raft-out", "OUT_DIR /proc/raft-out: ")]:  # not writable, even for root
+        res = run_all(dict(PROFILE="demo", OUT_DIR=str(out_dir), PYTHON=str(stand_in)), cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.startswith(f"run_all.sh: error: {says}"), res.stderr
+        assert len(res.stderr.splitlines()) == 1 and "run " not in res.stdout, res.stdout
+    assert (tmp_path / "file").read_text() == "kept" and not (tmp_path / "calls").exists()
 
 
 # -----------------------------------------------------------------------------
@@ -480,17 +550,20 @@ def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
     for name, spreads in [("byol-mlp", [0.6, 0.5, 0.45]), ("byol-np", [0.5, 0.09, 0.05]), ("raft-np", [0.7, 0.6, 0.5])]:
         result = fake_result(0, {"byol-mlp": 40.0, "byol-np": 30.0, "raft-np": 20.0}[name])
         result["config"].update(encoder="small", image_size=16, train_subset=1280, batch_size=64, tau=0.996,
-                                eval_epochs=50, probe="features", epochs=3)
+                                eval_epochs=5, probe="features", epochs=3)
         for row, s in zip(result["history"], spreads):
             row["spread"] = s
         (tmp_path / f"{name}-s0.json").write_text(json.dumps(result))
     (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "byol-np-s0.log").write_text("epoch 2 ...\ncollapse: the spread fell to 0.090\nepoch 3 ...\n")
+    (tmp_path / "logs" / "byol-np-s0.log").write_text(  # an earlier training, then the one of the results file
+        "==== run_all.sh\ncollapse: the spread fell to 0.080\n==== run_all.sh\nepoch 2 ...\n"
+        "collapse: the spread fell to 0.090\nepoch 3 ...\n")
     demo.main([str(tmp_path)])
     table = (tmp_path / "demo.md").read_text()
     out = capsys.readouterr().out
     assert table in out  # printed too, with raft.py's own line from the run's log
-    assert "byol-np seed 0, raft.py said: collapse: the spread fell to 0.090" in out
+    assert "byol-np seed 0, raft.py said: collapse: the spread fell to 0.090" in out and "0.080" not in out
+    assert "mean of its last 5 epochs" in table  # the probe's 5, not 10
     cells = lambda label: [c.strip() for c in row_of(table, label)[0].split("|")[2:-1]]  # after the run's name
     # seed, epochs, then the last epoch's L_align, L_uniform, spread, the collapse's epoch, the probe's accuracy
     assert cells("BYOL-NP, no predictor (`byol-np`)")[:7] == ["0", "3", "0.002", "-2", "0.050", "epoch 2", "30.00"]
@@ -498,6 +571,8 @@ def test_demo_table_and_figure_say_which_run_collapsed(tmp_path, capsys):
     assert "collapsed (below 0.1) from epoch 2" in table and "not collapsed (never below 0.1; lowest 0.450)" in table
     assert "1,280 training images, batch 64, 3 epochs (60 steps)" in table
     assert (tmp_path / "demo.png").stat().st_size > 10000
+    with pytest.raises(SystemExit, match="^demo.py: error: no results files"):  # its own name on its errors
+        demo.main([str(tmp_path / "logs")])
 
 
 # -----------------------------------------------------------------------------
@@ -680,6 +755,16 @@ def test_every_relative_link_of_the_documentation_resolves():
 # tools/longer.py: the same runs trained longer
 
 
+def test_the_readme_demo_writes_where_git_does_not_look():
+    """The demo's folder (weights, logs) never shows in git status."""
+    out_dir = re.search(r"^ +PROFILE=demo .*OUT_DIR=(\S+) bash run_all.sh", open(os.path.join(REPO, "README.md")).read(),
+                        re.M).group(1)
+    if subprocess.run(["git", "-C", REPO, "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    for path in [f"{out_dir}/byol-mlp-s0.json", f"{out_dir}/logs/byol-mlp-s0.log", f"{out_dir}/demo.png"]:
+        assert subprocess.run(["git", "-C", REPO, "check-ignore", "-q", path]).returncode == 0, path
+
+
 def test_longer_checks_the_first_epochs_number_by_number_and_leaves_out_the_clock():
     import longer
     short = fake_result(0, 30.0)
@@ -721,10 +806,10 @@ def test_longer_judges_each_claim_at_both_lengths_with_the_shorter_folders_rand_
 # tools/gpu_check.sh: first contact with a GPU machine, here on the CPU
 
 
-def gpu_check(env, *argv):
+def gpu_check(env, *argv, stdout=subprocess.PIPE):
     env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
-    return subprocess.run(["bash", os.path.join(TOOLS, "gpu_check.sh"), *argv], env=env, cwd="/", capture_output=True,
-                          text=True)
+    return subprocess.run(["bash", os.path.join(TOOLS, "gpu_check.sh"), *argv], env=env, cwd="/", stdout=stdout,
+                          stderr=subprocess.PIPE, text=True)
 
 
 def test_gpu_check_counts_missing_data_as_a_failure_finds_python3_and_records_the_commit(tmp_path):
@@ -751,15 +836,24 @@ case "$*" in *"import sys, torch, torchvision"*) printf '0 cpu\\npython 3 (stand
     assert again.returncode == 2 and "already holds files" in again.stderr
 
 
-def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(tmp_path):
-    """DRY_RUN=1 on the CPU: every command line parsed by raft.py's parser, the graph check listed for each flag set
-    that changes what the graph records (skipped without CUDA), exit 0, and nothing written under results/."""
+def test_gpu_check_dry_run_parses_every_command_and_names_what_it_skips(folder, tmp_path):
+    """DRY_RUN=1 on the CPU: every command line parsed by raft.py's parser and shown on the terminal, the graph check
+    listed for each flag set that changes what the graph records (skipped without CUDA), exit 0, and nothing written
+    under results/; without CIFAR-10 in DATA_DIR, a failure (exit 1) as in a real run."""
     before = sorted(glob.glob(os.path.join(REPO, "results", "*")))
-    res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None))
-    assert res.returncode == 0, res.stdout + res.stderr
+    with open(tmp_path / "terminal.txt", "w") as terminal:  # the terminal, or a file as `> log` makes it
+        res = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, TMPDIR=str(tmp_path), OUT=None, DATA_DIR=folder),
+                        stdout=terminal)
+    assert res.returncode == 0, res.stderr
     assert sorted(glob.glob(os.path.join(REPO, "results", "*"))) == before
     (summary,) = glob.glob(str(tmp_path / "gpu_check-cpu.*" / "summary.txt"))
     text = open(summary).read()
+    assert (tmp_path / "terminal.txt").read_text() == text and "tools/bench.py" in text  # every step's command line
+    nothing = gpu_check(dict(DRY_RUN="1", PYTHON=sys.executable, OUT=None, DATA_DIR=str(tmp_path / "nowhere")),
+                        str(tmp_path / "no-data"))
+    assert nothing.returncode == 1, nothing.stdout + nothing.stderr
+    assert re.search(r"^data +- +-  failed \(no data\): no CIFAR-10 in ", nothing.stdout, re.M), nothing.stdout
+    assert nothing.stdout.strip().splitlines()[-1].startswith(f"no CIFAR-10 in {tmp_path / 'nowhere'}: carry it")
     assert re.search(r"^flags +0 +\d+  ok", text, re.M), text
     for flags in ["--loss supervised", "--blur 0.5", "--solarize 0.5", "--bn-views joint", "--tangent"]:
         assert re.search(rf"^check-\S+ +- +-  skipped: needs a CUDA device\n +\S+ tools/bench.py .*{flags}.* "

@@ -575,31 +575,29 @@ def conclusion(results_dir, root=""):
     counts = sorted({len(acc[n]) for n in ("byol-mlp", "byolp-mlp", "raft-mlp")})
     mirror = order_text("RAFT", acc["raft-mlp"], "BYOL′", acc["byolp-mlp"])
     return "\n".join([
-        f"**Status.** What the largest CPU scale here shows ([{folder}]({link('README.md')}): the small encoder, "
+        f"**Status.** At the largest CPU scale here ([{folder}]({link('README.md')}): the small encoder, "
         f"{config['train_subset']:,} images at {config['image_size']} px, {config['epochs']} epochs; "
         f"{' or '.join(map(str, counts))} seeds of BYOL, BYOL′ and RAFT, {len(acc['byol-np'])} without a predictor; "
-        f"several values: each seed's, or the mean and the range):",
+        f"values per seed, or mean (range)):",
         "",
         f"- **The collapse without a predictor: reproduced.** BYOL without its predictor ends with a spread of f_θ of "
-        f"{seeds_text(last('byol-np', 'spread'), '{:.3f}')} (below {raft.COLLAPSE_SPREAD}: collapsed) against "
-        f"{seeds_text(last('byol-mlp', 'spread'))} with it, and probes at {seeds_text(acc['byol-np'], unit=' %')} "
+        f"{seeds_text(last('byol-np', 'spread'), '{:.3f}')} (collapsed: below {raft.COLLAPSE_SPREAD}) against "
+        f"{seeds_text(last('byol-mlp', 'spread'))} with it; it probes at {seeds_text(acc['byol-np'], unit=' %')} "
         f"against {seeds_text(acc['byol-mlp'], unit=' %')} (the paper: {paper['byol-np']} against "
         f"{paper['byol-mlp']} %).",
-        f"- **RAFT ≡ BYOL′ in distribution (this project's finding).** With a predictor whose last layer is linear and "
-        f"initialised symmetrically, negating that layer turns BYOL′'s loss into RAFT's minus 4β: from mirrored "
-        f"initialisations the two follow one trajectory (`test_mirrored_raft_follows_byol_prime_trajectory`, "
+        f"- **RAFT ≡ BYOL′ in distribution (this project's finding).** Negating a predictor's last layer, linear and "
+        f"initialised symmetrically, turns BYOL′'s loss into RAFT's minus 4β: from mirrored initialisations the two "
+        f"follow one trajectory (`test_mirrored_raft_follows_byol_prime_trajectory`, "
         f"[mirror.md]({root}results/cpu/mirror.md)). So the paper's RAFT {paper['raft-mlp']} % against BYOL′ "
-        f"{paper['byolp-mlp']} % cannot come from the two losses, only from chance or a setting outside them. "
-        f"Here RAFT probes at {seeds_text(acc['raft-mlp'], unit=' %')} and "
-        f"BYOL′ at {seeds_text(acc['byolp-mlp'], unit=' %')}: {mirror}"
+        f"{paper['byolp-mlp']} % cannot come from the two losses. Here RAFT probes at "
+        f"{seeds_text(acc['raft-mlp'], unit=' %')} and BYOL′ at {seeds_text(acc['byolp-mlp'], unit=' %')}: {mirror}"
         f"{', as the mirror predicts' if 'overlap' in mirror else ': a finding against the mirror, unexplained'}.",
         f"- **BYOL against RAFT and BYOL′.** BYOL probes at {seeds_text(acc['byol-mlp'], unit=' %')}: "
         f"{order_text('BYOL', acc['byol-mlp'], 'RAFT', acc['raft-mlp'])}, and "
-        f"{order_text('BYOL', acc['byol-mlp'], 'BYOL′', acc['byolp-mlp'])}. So the paper's RAFT above BYOL is "
-        f"*{claim['8a']}* at this scale, and its BYOL′ ~ BYOL *{claim['7a']}* "
-        f"([claims.md]({link('claims.md')}), 8a and 7a, by its rule).",
-        f"- **Only the paper's scale can decide** how BYOL, BYOL′ and RAFT order with ResNet18, 50,000 images and "
-        f"300 epochs (`bash run_all.sh` on a GPU); it has not been run yet.",
+        f"{order_text('BYOL', acc['byol-mlp'], 'BYOL′', acc['byolp-mlp'])}; the paper's RAFT above BYOL is "
+        f"*{claim['8a']}* here, its BYOL′ ~ BYOL *{claim['7a']}* ([claims.md]({link('claims.md')}), 8a, 7a).",
+        f"- **Only the paper's scale** (ResNet18, 50,000 images, 300 epochs: `bash run_all.sh` on a GPU) can "
+        f"decide their order there; it has not been run yet.",
     ]) + "\n"
 
 

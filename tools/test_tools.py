@@ -894,7 +894,7 @@ def test_the_conclusion_says_what_the_seeds_show(tmp_path, raft_accs, says):
     text = tables.conclusion(folder)
     for phrase in says:
         assert phrase in text, phrase
-    assert "spread of f_θ of 0.010 / 0.010 (below 0.1: collapsed)" in text and "probes at 27.00 / 26.00 %" in text
+    assert "spread of f_θ of 0.010 / 0.010 (collapsed: below 0.1)" in text and "probes at 27.00 / 26.00 %" in text
     assert "3 seeds of BYOL, BYOL′ and RAFT, 2 without a predictor" in text
     assert "71.31 % against BYOL′ 69.21 %" in text  # the paper's numbers, named as the paper's
 

@@ -555,7 +555,7 @@ def order_text(name_a, a, name_b, b):
     if word != "apart":
         return f"the seed ranges of {name_a} and {name_b} {'overlap' if word == 'overlap' else 'have ' + word}"
     high, low = (name_a, name_b) if min(a) > max(b) else (name_b, name_a)
-    return f"every seed of {high} above every seed of {low}"
+    return f"every seed of {high} is above every seed of {low}"
 
 
 def conclusion(results_dir, root=""):
@@ -594,8 +594,8 @@ def conclusion(results_dir, root=""):
         f"{', as the mirror predicts' if 'overlap' in mirror else ': a finding against the mirror, unexplained'}.",
         f"- **BYOL against RAFT and BYOL′.** BYOL probes at {seeds_text(acc['byol-mlp'], unit=' %')}: "
         f"{order_text('BYOL', acc['byol-mlp'], 'RAFT', acc['raft-mlp'])}, and "
-        f"{order_text('BYOL', acc['byol-mlp'], 'BYOL′', acc['byolp-mlp'])}; the paper's RAFT above BYOL is "
-        f"*{claim['8a']}* here, its BYOL′ ~ BYOL *{claim['7a']}* ([claims.md]({link('claims.md')}), 8a, 7a).",
+        f"{order_text('BYOL', acc['byol-mlp'], 'BYOL′', acc['byolp-mlp'])}. The paper's RAFT above BYOL: "
+        f"*{claim['8a']}* here; its BYOL′ ~ BYOL: *{claim['7a']}* ([claims.md]({link('claims.md')}), 8a, 7a).",
         f"- **Only the paper's scale** (ResNet18, 50,000 images, 300 epochs: `bash run_all.sh` on a GPU) can "
         f"decide their order there; it has not been run yet.",
     ]) + "\n"

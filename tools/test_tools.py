@@ -883,11 +883,11 @@ def conclusion_folder(tmp_path, accs):
 
 
 @pytest.mark.parametrize("raft_accs,says", [
-    ([37.0, 38.0, 37.5], ("the seed ranges of RAFT and BYOL′ overlap, as the mirror predicts", "RAFT above BYOL is "
-                          "*not shown*", "every seed of BYOL above every seed of RAFT")),
-    ([42.0, 43.0, 44.0], ("every seed of RAFT above every seed of BYOL′: a finding against the mirror, unexplained",
-                          "RAFT above BYOL is *shown*", "every seed of RAFT above every seed of BYOL,")),
-    ([39.0, 41.0, 40.5], ("the seed ranges of BYOL and RAFT overlap", "RAFT above BYOL is *cannot be decided*"))])
+    ([37.0, 38.0, 37.5], ("the seed ranges of RAFT and BYOL′ overlap, as the mirror predicts", "RAFT above BYOL: "
+                          "*not shown*", "every seed of BYOL is above every seed of RAFT")),
+    ([42.0, 43.0, 44.0], ("every seed of RAFT is above every seed of BYOL′: a finding against the mirror, unexplained",
+                          "RAFT above BYOL: *shown*", "every seed of RAFT is above every seed of BYOL,")),
+    ([39.0, 41.0, 40.5], ("the seed ranges of BYOL and RAFT overlap", "RAFT above BYOL: *cannot be decided*"))])
 def test_the_conclusion_says_what_the_seeds_show(tmp_path, raft_accs, says):
     folder = conclusion_folder(tmp_path, {"byol-mlp": [40.0, 41.0, 40.5], "byolp-mlp": [37.2, 38.2, 37.9],
                                           "raft-mlp": raft_accs, "byol-np": [27.0, 26.0]})

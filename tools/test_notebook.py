@@ -82,3 +82,26 @@ def test_every_name_the_script_takes_from_raft_exists():
     names = set(re.findall(r"\braft\.(?!py\b)(\w+)", code))  # raft.X, not the file's name
     assert {"train_step", "objective", "mirror_predictor"} <= names
     assert sorted(n for n in names if not hasattr(raft, n)) == []
+
+
+def test_every_check_has_a_control_and_the_page_lists_them():
+    """The notebook's last table lists every live check with its control's value: a check whose control passes too
+    stops the build (the script asserts it), so each row here is a check that could fail."""
+    with open(SCRIPT) as f:
+        script = f.read()
+    calls = len(re.findall(r"^\s*check\(", script, flags=re.M))
+    assert calls >= 15 and "assert abs(control - expected) > margin" in script
+    tables = [output["data"]["text/markdown"] for cell in notebook()["cells"] if cell["cell_type"] == "code"
+              for output in cell["outputs"] if "text/markdown" in output.get("data", {})]
+    last = [t for t in tables if (t if isinstance(t, str) else "".join(t)).startswith("| ✓ check |")][-1]
+    rows = (last if isinstance(last, str) else "".join(last)).splitlines()[2:]
+    assert len(rows) >= calls and all(row.count(" | ") >= 4 for row in rows)
+
+
+def test_markdown_cells_are_short():
+    """Prose beside the code, not instead of it: no markdown cell over 130 words (display formulas aside)."""
+    with open(SCRIPT) as f:
+        cells = percent_cells(f.read())
+    words = [len(re.sub(r"\$\$.*?\$\$", " ", source, flags=re.S).split())
+             for kind, source in cells if kind == "markdown"]
+    assert max(words) <= 130, words

@@ -206,7 +206,9 @@ draw_idea()
 # %%
 DATA_DIR = os.environ.get("RAFT_DATA_DIR", raft.parser().get_default("data_dir"))  # raft.py's --data-dir
 EPOCHS = 6
-DEMO = ["--encoder", "small", "--image-size", "16", "--batch-size", "64", "--train-subset", "2560",
+in_folder = sum(len(files) for _, _, files in os.walk(os.path.join(DATA_DIR, "train")))  # 0: CIFAR-10's own files
+SUBSET = min(2560, in_folder) if in_folder else 2560  # raft.py refuses a subset larger than the data
+DEMO = ["--encoder", "small", "--image-size", "16", "--batch-size", "64", "--train-subset", str(SUBSET),
         "--epochs", str(EPOCHS), "--probe", "features", "--knn-every", "0", "--device", "cpu"]
 args = raft.get_args([*DEMO, "--data-dir", DATA_DIR])
 data = raft.load_data(args)
